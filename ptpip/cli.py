@@ -1,0 +1,397 @@
+"""``ptpip``: a PTP-IP initiator on the command line.
+
+    ptpip --host 192.0.2.10 info
+    ptpip ls
+    ptpip get --all -o photos/
+    ptpip put picture.jpg --folder /DCIM
+    ptpip capture --download
+    ptpip props / ptpip props get FNumber / ptpip props set FNumber 800
+    ptpip events
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from twisted.internet import defer, error as ierror, task
+
+from .constants import (
+    DEFAULT_PORT,
+    DataType,
+    DevicePropCode,
+    EventCode,
+    FailReason,
+    ObjectFormat,
+    code_name,
+)
+from .datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc
+from .errors import InitFailed, PTPIPError, PTPResponseError
+
+
+class CLIError(Exception):
+    """A problem to report in one line, exit status 1."""
+
+
+def _fmt_format(code: int) -> str:
+    try:
+        return ObjectFormat(code).name
+    except ValueError:
+        return f"0x{code:04X}"
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (only on a terminal unless forced)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and (total is None or done < total):
+            return
+        self._last = now
+        rate = done / max(now - self.start, 1e-6)
+        if total:
+            frac = min(done / total, 1.0)
+            bar = "#" * int(frac * 30)
+            text = f"\r{self.label[:30]:30} [{bar:30}] {frac * 100:5.1f}% {_human(done)} {_human(int(rate))}/s"
+        else:
+            text = f"\r{self.label[:30]:30} {_human(done)} {_human(int(rate))}/s"
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _prop_code(name: str) -> int:
+    try:
+        return DevicePropCode[name].value
+    except KeyError:
+        pass
+    for member in DevicePropCode:
+        if member.name.lower() == name.lower():
+            return member.value
+    try:
+        return int(name, 0)
+    except ValueError:
+        raise CLIError(f"unknown property {name!r} (use a name such as FNumber or a code such as 0x5007)") from None
+
+
+def _parse_value(desc: DevicePropDesc, text: str) -> Any:
+    if desc.datatype == DataType.STR:
+        return text
+    if desc.datatype & 0x4000:
+        return [int(x, 0) for x in text.split(",") if x]
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise CLIError(f"{text!r} is not a number") from None
+
+
+def _desc_json(desc: DevicePropDesc) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": f"0x{desc.code:04X}", "name": code_name(desc.code),
+                           "datatype": f"0x{desc.datatype:04X}", "writable": desc.writable,
+                           "current": desc.current, "default": desc.default}
+    if desc.form == FORM_RANGE and desc.range:
+        out["range"] = {"min": desc.range[0], "max": desc.range[1], "step": desc.range[2]}
+    elif desc.form == FORM_ENUM:
+        out["allowed"] = list(desc.enumeration)
+    return out
+
+
+def _desc_text(desc: DevicePropDesc) -> str:
+    ro = "" if desc.writable else " (read-only)"
+    line = f"{code_name(desc.code):26} 0x{desc.code:04X} = {desc.current!r}{ro}"
+    if desc.form == FORM_RANGE and desc.range:
+        line += f"  range {desc.range[0]}..{desc.range[1]} step {desc.range[2]}"
+    elif desc.form == FORM_ENUM:
+        line += "  allowed " + ", ".join(repr(v) for v in desc.enumeration)
+    return line
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+@defer.inlineCallbacks
+def _run(reactor: Any, args: argparse.Namespace) -> Any:
+    from .client import PTPClient
+    try:
+        client = yield PTPClient.connect(reactor, args.host, args.port, timeout=args.timeout,
+                                         friendly_name=args.name,
+                                         open_session=args.command != "info")
+    except InitFailed as e:
+        raise CLIError(f"{args.host}:{args.port} refused the connection: "
+                       f"{FailReason(e.reason).name if e.reason in FailReason._value2member_map_ else e.reason}")
+    except (ierror.ConnectError, ierror.TimeoutError, defer.TimeoutError) as e:
+        raise CLIError(f"cannot reach a PTP-IP camera at {args.host}:{args.port}: {e.__class__.__name__}"
+                       f"{': ' + str(e.args[0]) if getattr(e, 'args', None) and e.args[0] else ''}")
+    try:
+        yield defer.ensureDeferred(_COMMANDS[args.command](reactor, client, args))
+    finally:
+        if not client.session.closed:
+            yield client.close()
+
+
+async def cmd_info(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    di = client.device_info
+    s = client.session
+    data = {
+        "name": s.responder_name, "guid": s.responder_guid.hex(), "version": f"{s.version >> 16}.{s.version & 0xFFFF}",
+        "manufacturer": di.manufacturer, "model": di.model, "device_version": di.device_version,
+        "serial_number": di.serial_number, "vendor_extension_id": di.vendor_extension_id,
+        "operations": [code_name(c) for c in di.operations_supported],
+        "events": [code_name(c) for c in di.events_supported],
+        "properties": [code_name(c) for c in di.device_properties_supported],
+        "capture_formats": [_fmt_format(c) for c in di.capture_formats],
+        "image_formats": [_fmt_format(c) for c in di.image_formats],
+    }
+    lines = [f"{k.replace('_', ' ').capitalize():20} {', '.join(v) if isinstance(v, list) else v}"
+             for k, v in data.items()]
+    _out(args, data, "\n".join(lines))
+
+
+async def cmd_ls(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    entries = await client.walk()
+    rows = []
+    lines = []
+    for path, handle, oi in entries:
+        folder = oi.object_format == ObjectFormat.Association
+        rows.append({"path": path, "handle": handle, "size": oi.object_compressed_size,
+                     "format": _fmt_format(oi.object_format), "folder": folder,
+                     "width": oi.image_pix_width, "height": oi.image_pix_height, "date": oi.capture_date})
+        depth = path.count("/") - 1
+        name = path.rsplit("/", 1)[-1] + ("/" if folder else "")
+        size = "" if folder else _human(oi.object_compressed_size)
+        dims = f"{oi.image_pix_width}x{oi.image_pix_height}" if oi.image_pix_width else ""
+        lines.append(f"{handle:>8}  {'  ' * depth}{name:<{max(1, 36 - 2 * depth)}} {size:>10} {dims:>10}")
+    _out(args, rows, "\n".join(lines) if lines else "(no objects)")
+
+
+async def cmd_get(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    entries = await client.walk()
+    by_handle = {h: (p, oi) for p, h, oi in entries}
+    by_path = {p: h for p, h, _ in entries}
+    wanted: list[int] = []
+    if args.all:
+        wanted = [h for p, h, oi in entries if oi.object_format != ObjectFormat.Association]
+    for item in args.objects:
+        if item.isdigit() and int(item) in by_handle:
+            wanted.append(int(item))
+        elif "/" + item.strip("/") in by_path:
+            wanted.append(by_path["/" + item.strip("/")])
+        else:
+            raise CLIError(f"no object {item!r} on the camera (see 'ptpip ls')")
+    if not wanted:
+        raise CLIError("nothing to get: name objects by handle or path, or use --all")
+    os.makedirs(args.output, exist_ok=True)
+    results = []
+    for h in wanted:
+        path, oi = by_handle[h]
+        target = os.path.join(args.output, path.lstrip("/") if args.keep_tree else oi.filename)
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        bar = ProgressBar(oi.filename, args.progress)
+        size = await client.download(h, target, progress=bar)
+        bar.finish()
+        results.append({"handle": h, "path": path, "file": target, "size": size})
+        if not args.json:
+            print(f"{path} -> {target} ({_human(size)})")
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+async def cmd_put(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    parent = 0
+    if args.folder and args.folder.strip("/"):
+        try:
+            parent = await client.findPath(args.folder)
+        except FileNotFoundError:
+            raise CLIError(f"no folder {args.folder!r} on the camera") from None
+    out = []
+    for path in args.files:
+        if not os.path.isfile(path):
+            raise CLIError(f"no such file: {path}")
+        bar = ProgressBar(os.path.basename(path), args.progress)
+        handle = await client.upload(path, parent=parent, progress=bar)
+        bar.finish()
+        out.append({"file": path, "handle": handle})
+        if not args.json:
+            print(f"{path} -> handle {handle}")
+    if args.json:
+        print(json.dumps(out, indent=2))
+
+
+async def cmd_rm(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    for item in args.objects:
+        handle = int(item) if item.isdigit() else None
+        if handle is None:
+            try:
+                handle = await client.findPath(item)
+            except FileNotFoundError:
+                raise CLIError(f"no object {item!r} on the camera") from None
+        await client.deleteObject(handle)
+        if not args.json:
+            print(f"deleted {item}")
+
+
+async def cmd_capture(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    handles = await client.capture(reactor, timeout=args.wait)
+    out = []
+    for h in handles:
+        oi = await client.getObjectInfo(h)
+        item = {"handle": h, "filename": oi.filename, "size": oi.object_compressed_size}
+        if args.download:
+            os.makedirs(args.output, exist_ok=True)
+            target = os.path.join(args.output, oi.filename)
+            await client.download(h, target)
+            item["file"] = target
+        out.append(item)
+    _out(args, out, "\n".join(f"captured {i['filename']} (handle {i['handle']})"
+                              + (f" -> {i['file']}" if "file" in i else "") for i in out) or "captured nothing")
+
+
+async def cmd_props(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    if args.action == "list" or args.action is None:
+        descs = []
+        for code in client.device_info.device_properties_supported:
+            try:
+                descs.append(await client.getDevicePropDesc(code))
+            except PTPResponseError:
+                continue
+        _out(args, [_desc_json(d) for d in descs], "\n".join(_desc_text(d) for d in descs))
+        return
+    if not args.property:
+        raise CLIError(f"props {args.action} needs a property name or code")
+    code = _prop_code(args.property)
+    desc = await client.getDevicePropDesc(code)
+    if args.action == "get":
+        _out(args, _desc_json(desc), _desc_text(desc))
+    elif args.action == "set":
+        if args.value is None:
+            raise CLIError("props set needs a value")
+        value = _parse_value(desc, args.value)
+        await client.setDevicePropValue(code, value, desc.datatype)
+        desc = await client.getDevicePropDesc(code)
+        _out(args, _desc_json(desc), _desc_text(desc))
+    elif args.action == "reset":
+        await client.resetDevicePropValue(code)
+        desc = await client.getDevicePropDesc(code)
+        _out(args, _desc_json(desc), _desc_text(desc))
+
+
+async def cmd_events(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    done: defer.Deferred[None] = defer.Deferred()
+    count = [0]
+
+    def show(e: Any) -> None:
+        if args.json:
+            print(json.dumps({"event": code_name(e.code), "code": f"0x{e.code:04X}",
+                              "transaction_id": e.transaction_id, "params": list(e.params)}), flush=True)
+        else:
+            print(f"{code_name(e.code)} {' '.join(str(p) for p in e.params)}".rstrip(), flush=True)
+        count[0] += 1
+        if args.count and count[0] >= args.count and not done.called:
+            done.callback(None)
+
+    client.subscribe(show)
+    client.session.whenClosed.addBoth(lambda _: done.called or done.callback(None))
+    if args.duration:
+        reactor.callLater(args.duration, lambda: done.called or done.callback(None))
+    await done
+
+
+_COMMANDS = {"info": cmd_info, "ls": cmd_ls, "get": cmd_get, "put": cmd_put, "rm": cmd_rm,
+             "capture": cmd_capture, "props": cmd_props, "events": cmd_events}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ptpip", description="Talk to a PTP-IP camera.")
+    p.add_argument("--host", default=os.environ.get("PTPIP_HOST", "127.0.0.1"),
+                   help="camera address (default 127.0.0.1 or $PTPIP_HOST)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
+    p.add_argument("--timeout", type=float, default=30.0, help="connection timeout in seconds")
+    p.add_argument("--name", default="ptpip cli", help="our friendly name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="show DeviceInfo")
+    sub.add_parser("ls", help="list the objects as a tree")
+    g = sub.add_parser("get", help="download objects (handles or paths)")
+    g.add_argument("objects", nargs="*")
+    g.add_argument("--all", action="store_true", help="every file")
+    g.add_argument("-o", "--output", default=".", help="destination folder")
+    g.add_argument("--keep-tree", action="store_true", help="recreate the camera's folders")
+    u = sub.add_parser("put", help="upload files")
+    u.add_argument("files", nargs="+")
+    u.add_argument("--folder", default="", help="camera folder path (default: the root)")
+    r = sub.add_parser("rm", help="delete objects (handles or paths)")
+    r.add_argument("objects", nargs="+")
+    c = sub.add_parser("capture", help="take a picture")
+    c.add_argument("--download", action="store_true", help="download what was captured")
+    c.add_argument("-o", "--output", default=".")
+    c.add_argument("--wait", type=float, default=30.0, help="seconds to wait for CaptureComplete")
+    pr = sub.add_parser("props", help="list, get, set or reset device properties")
+    pr.add_argument("action", nargs="?", choices=["list", "get", "set", "reset"], default="list")
+    pr.add_argument("property", nargs="?", help="a name (FNumber) or a code (0x5007)")
+    pr.add_argument("value", nargs="?")
+    e = sub.add_parser("events", help="print events as they come")
+    e.add_argument("--count", type=int, default=0, help="stop after this many events")
+    e.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
+    for sp in (g, u):
+        sp.add_argument("--progress", dest="progress", action="store_true", default=sys.stderr.isatty(),
+                        help="show a progress bar (default: on a terminal)")
+        sp.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    status = [0]
+
+    def run(reactor: Any) -> defer.Deferred[Any]:
+        d = _run(reactor, args)
+
+        def report(f: Any) -> None:
+            e = f.value
+            if isinstance(e, (CLIError, PTPIPError, OSError, FileNotFoundError)):
+                sys.stderr.write(f"ptpip: {e}\n")
+            else:
+                sys.stderr.write(f"ptpip: unexpected error: {e.__class__.__name__}: {e}\n")
+            status[0] = 1
+
+        return d.addErrback(report)
+
+    try:
+        task.react(run)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    raise SystemExit(status[0])
+
+
+if __name__ == "__main__":
+    main()

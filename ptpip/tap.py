@@ -1,0 +1,100 @@
+"""``twistd ptpip-responder``: a PTP-IP camera on the network."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from typing import Any
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from .constants import DEFAULT_PORT
+
+
+def _guid(value: str) -> bytes:
+    text = value.replace("-", "").replace(":", "").strip()
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise usage.UsageError(f"--guid must be 32 hex digits, not {value!r}") from None
+    if len(raw) != 16:
+        raise usage.UsageError(f"--guid must be 16 bytes (32 hex digits), not {len(raw)}")
+    return raw
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = ("Serve a folder (or, with no --root, built-in sample pictures) as a PTP-IP camera "
+                "that gphoto2 and other PTP/IP initiators can list, download, upload, delete, "
+                "capture with and configure.")
+    optParameters = [
+        ["root", "r", None, "Folder to serve as the camera's storage (default: built-in samples)."],
+        ["name", "n", "ptpip camera", "Friendly name sent to initiators (at most 39 characters)."],
+        ["guid", "g", None, "The responder's GUID as 32 hex digits (default: random per start)."],
+        ["max-sessions", None, 16, "Sessions served at once; more are answered Init Fail BUSY.", int],
+        ["capture-folder", None, None, "Take captured pictures from this folder instead of drawing a test card."],
+        ["model", None, "Virtual Camera", "Model string of DeviceInfo."],
+        ["manufacturer", None, "Twisted PTP-IP", "Manufacturer string of DeviceInfo."],
+        ["scan-interval", None, 2.0, "Seconds between scans of the folder for added/removed files (0: off).", float],
+    ]
+    optFlags = [
+        ["allow-format", None, "Let FormatStore erase the folder."],
+        ["read-only", None, "Refuse uploads, deletions and protection changes."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """Endpoint string to listen on (repeatable; default tcp:15740)."""
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [f"tcp:{DEFAULT_PORT}"]
+        self["guid"] = _guid(self["guid"]) if self["guid"] else uuid.uuid4().bytes
+        from .packets import encode_friendly_name
+        from .errors import LocalProtocolError
+        try:
+            encode_friendly_name(self["name"])
+        except LocalProtocolError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+class _CameraService(service.Service):
+    """Stops the camera's folder scanner and removes the demo folder on shutdown."""
+
+    def __init__(self, camera: Any, cleanup: str | None) -> None:
+        self.camera = camera
+        self.cleanup = cleanup
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.camera.stop()
+        if self.cleanup:
+            shutil.rmtree(self.cleanup, ignore_errors=True)
+
+
+def makeService(options: Options) -> service.MultiService:
+    from .camera import demo_root, filesystem_camera
+    from .responder import ResponderFactory
+
+    root = options["root"]
+    cleanup = None
+    if root is None:
+        root = cleanup = demo_root()
+    camera = filesystem_camera(
+        root, capture_folder=options["capture-folder"], allow_format=options["allow-format"],
+        read_only=options["read-only"], model=options["model"], manufacturer=options["manufacturer"],
+        scan_interval=options["scan-interval"] or None)
+    factory = ResponderFactory(camera, guid=options["guid"], friendly_name=options["name"],
+                               max_sessions=options["max-sessions"])
+    top = service.MultiService()
+    _CameraService(camera, cleanup).setServiceParent(top)
+    for endpoint in options["listen"]:
+        strports.service(endpoint, factory).setServiceParent(top)
+    return top
