@@ -171,7 +171,8 @@ async def cmd_info(reactor: Any, client: Any, args: argparse.Namespace) -> None:
         "capture_formats": [_fmt_format(c) for c in di.capture_formats],
         "image_formats": [_fmt_format(c) for c in di.image_formats],
     }
-    lines = [f"{k.replace('_', ' ').capitalize():20} {', '.join(v) if isinstance(v, list) else v}"
+    lines = [f"{k.replace('_', ' ').capitalize().replace('Guid', 'GUID'):20} "
+             f"{', '.join(v) if isinstance(v, list) else v}"
              for k, v in data.items()]
     _out(args, data, "\n".join(lines))
 

@@ -539,6 +539,8 @@ class ResponderSession:
         incoming = self._incoming
         assert incoming is not None
         incoming.feed(packet.payload)
+        if self._incoming is not incoming or self._phase is not _Phase.DATA_OUT:
+            return                          # the device answered (and ended it) meanwhile
         if isinstance(packet, EndData):
             self._dataOutEnded(packet.transaction_id)
             incoming.finish()
@@ -572,15 +574,15 @@ class ResponderSession:
                 self.handler.cancelTransaction(transaction_id)
             return
         self._cancelled_tid = transaction_id
+        self._stale_tid = transaction_id   # ignore the rest of its data
+        self._phase = _Phase.CANCELLING    # before anything below can call back into us
         self.log.info("initiator cancelled transaction {tid} on the {channel} channel",
                       tid=transaction_id, channel=channel)
         if self._source is not None:
-            self._source.stopProducing()
-            self._source = None
+            source, self._source = self._source, None
+            source.stopProducing()
         if self._incoming is not None:
             self._incoming.fail(TransactionCancelled(f"transaction {transaction_id} cancelled"))
-        self._stale_tid = transaction_id   # ignore the rest of its data
-        self._phase = _Phase.CANCELLING
         if self.handler is not None:
             self.handler.cancelTransaction(transaction_id)
         if channel == "command":

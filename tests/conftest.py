@@ -1,0 +1,85 @@
+"""Shared fixtures. The reactor is imported inside fixtures, never at module level,
+so that pytest-twisted installs it first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+
+@pytest.fixture
+def reactor() -> Any:
+    from twisted.internet import reactor as _reactor
+    return _reactor
+
+
+def make_tree(root: str) -> dict[str, bytes]:
+    """A small camera folder: nested folders, a JPEG, a PNG and a text file."""
+    from ptpip.camera import sample_pictures
+    files: dict[str, bytes] = {}
+    os.makedirs(os.path.join(root, "DCIM", "100TEST"))
+    os.makedirs(os.path.join(root, "DCIM", "101TEST", "deep"))
+    for i, src in enumerate(sample_pictures()[:2]):
+        name = f"DCIM/100TEST/{os.path.basename(src)}"
+        shutil.copy(src, os.path.join(root, name))
+        files[name] = open(src, "rb").read()
+    files["DCIM/101TEST/deep/notes.txt"] = b"hello camera\n"
+    files["readme.txt"] = b"top level\n"
+    for name in ("DCIM/101TEST/deep/notes.txt", "readme.txt"):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(files[name])
+    return files
+
+
+class Running:
+    """A responder listening on 127.0.0.1 with a filesystem camera."""
+
+    def __init__(self, factory: Any, port: Any, camera: Any, root: str) -> None:
+        self.factory = factory
+        self.listening = port
+        self.port = port.getHost().port
+        self.camera = camera
+        self.root = root
+
+
+async def start_responder(reactor: Any, root: str, **kwargs: Any) -> Running:
+    from ptpip.camera import filesystem_camera
+    from ptpip.responder import ResponderFactory
+    camera_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("allow_format", "read_only", "capture_folder")}
+    camera = filesystem_camera(root, scan_interval=kwargs.pop("scan_interval", None), **camera_kwargs)
+    factory = ResponderFactory(camera, friendly_name="test camera", **kwargs)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    return Running(factory, port, camera, root)
+
+
+async def stop_responder(r: Running) -> None:
+    from twisted.internet import defer
+    r.camera.stop()
+    for proto in list(r.factory.connections):
+        if proto.transport is not None:
+            proto.transport.abortConnection()
+    await r.listening.stopListening()
+    # Let the aborted connections finish closing.
+    from twisted.internet import reactor
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(0.01, d.callback, None)
+    await d
+
+
+@pytest.fixture
+def camera_files(tmp_path: Any) -> tuple[str, dict[str, bytes]]:
+    root = str(tmp_path / "camera")
+    os.makedirs(root)
+    return root, make_tree(root)
+
+
+@pytest_twisted.async_yield_fixture
+async def responder(reactor: Any, camera_files: tuple[str, dict[str, bytes]]) -> Any:
+    root, _ = camera_files
+    r = await start_responder(reactor, root)
+    yield r
+    await stop_responder(r)
