@@ -65,7 +65,7 @@ class Camera:
                  model: str = "Virtual Camera", device_version: str = "1.0",
                  serial_number: str = "0000000001", vendor_extension_id: int = 0,
                  vendor_extension_desc: str = "", scan_interval: float | None = 2.0,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, cooperator: Any = task) -> None:
         self.store = IObjectStore(store)
         self.properties = IDeviceProperties(properties if properties is not None else DeviceProperties())
         self.capture_source = ICaptureSource(capture) if capture is not None else None
@@ -76,6 +76,8 @@ class Camera:
         self.vendor_extension_id = vendor_extension_id
         self.vendor_extension_desc = vendor_extension_desc
         self.sessions: set[CameraSession] = set()
+        #: Schedules the file reads of data-in phases (a ``task.Cooperator``).
+        self.cooperator = cooperator
         self.store.subscribe(self._storeChanged)
         self.properties.subscribe(self._propertyChanged)
         if reactor is None:
@@ -255,7 +257,7 @@ class CameraSession:
         return Response(data=self.store.objectInfo(handle).encode())
 
     def getObject(self, handle: int, *_: int) -> Response:
-        return Response(data=FileSource(self.store.open(handle)))
+        return Response(data=FileSource(self.store.open(handle), cooperator=self.camera.cooperator))
 
     def getPartialObject(self, handle: int, offset: int, max_bytes: int, *_: int) -> Response:
         f = self.store.open(handle)
@@ -264,7 +266,7 @@ class CameraSession:
             f.close()
             raise OperationError(R.InvalidParameter, f"offset {offset} beyond {size} bytes")
         length = min(max_bytes, size - offset)
-        return Response(params=(length,), data=FileSource(f, length, offset))
+        return Response(params=(length,), data=FileSource(f, length, offset, cooperator=self.camera.cooperator))
 
     def getThumb(self, handle: int, *_: int) -> Response:
         return Response(data=self.store.thumbnail(handle))

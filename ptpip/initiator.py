@@ -338,7 +338,10 @@ class InitiatorSession:
     # -- transactions ---------------------------------------------------------
     def _cancelDeferred(self, d: defer.Deferred[OperationResult]) -> None:
         if self._current is not None and self._current.deferred is d:
+            # Cancel on both channels; the caller hears at once, while the session
+            # waits for the responder's answer before it runs the next request.
             self.cancel()
+            d.errback(TransactionCancelled(f"transaction {self._current.tid} cancelled"))
             return
         for t in list(self._queue):
             if t.deferred is d:
@@ -456,7 +459,9 @@ class InitiatorSession:
             self._next_tid = 1
         elif t.code == OperationCode.CloseSession and code == ResponseCode.OK:
             self.session_open = False
-        if t.cancelled or code == ResponseCode.TransactionCancelled:
+        if t.deferred.called:
+            pass                              # already failed by Deferred.cancel()
+        elif t.cancelled or code == ResponseCode.TransactionCancelled:
             t.deferred.errback(TransactionCancelled(f"transaction {t.tid} was cancelled"))
         elif code == ResponseCode.OK and t.data_in_started and (
                 not t.data_in_done or (t.expected is not None and t.received != t.expected)):
