@@ -108,6 +108,8 @@ class Reader:
     def array(self, datatype: int) -> list[int]:
         count = self.u32()
         base = datatype & ~ARRAY_FLAG
+        if base not in _INT128 and base not in _SCALAR:
+            raise self._fail(f"unknown datatype 0x{datatype:04X}")
         size = 16 if base in _INT128 else _SCALAR[base].size
         if self.pos + count * size > len(self.data):
             raise self._fail(f"array of {count} elements")
