@@ -255,3 +255,65 @@ async def test_closing_the_session_closes_both_channels(reactor, responder):
     await sleep(reactor, 0.05)
     assert responder.factory.sessions == set()
     assert client.session.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelled_upload_leaves_nothing_and_the_session_goes_on(reactor, responder):
+    """Initiator cancel during SendObject (2.7.1.1): TransactionCancelled, no file, no temp file."""
+    before = sorted(os.listdir(responder.root))
+    client = await PTPClient.connect(reactor, "127.0.0.1", responder.port)
+    from ptpip.datasets import ObjectInfo
+    info = ObjectInfo(object_format=0x3000, object_compressed_size=10_000_000, filename="cancelled.bin")
+    await client.call(Op.SendObjectInfo, 0, 0, data=info.encode())
+    d = client.session.request(Op.SendObject, data=StallingSource(10_000_000, 2_000_000))
+    await sleep(reactor, 0.2)
+    client.session.cancel()
+    with pytest.raises(TransactionCancelled):
+        await d
+    assert sorted(os.listdir(responder.root)) == before
+    assert len(await client.walk()) == 8
+    await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_responder_refusing_a_data_out_midway_stops_the_initiator(reactor, tmp_path):
+    """5.6.2 case 1 over sockets: the early response ends the transaction; the next one works."""
+    from twisted.internet import task as _task
+    from ptpip.responder import ResponderFactory
+    from ptpip.streams import FileSource
+    from .helpers import OP_DATA_IN, OP_REFUSE, ScriptedDevice
+    factory = ResponderFactory(ScriptedDevice())
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        session = await connect(reactor, "127.0.0.1", port.getHost().port)
+        path = tmp_path / "data"
+        write_random(str(path), 30_000_000)
+        r = await session.request(OP_REFUSE, data=FileSource(open(path, "rb")))
+        assert r.code == ResponseCode.StoreFull
+        r = await session.request(OP_DATA_IN, 1000)
+        assert r.ok and len(r.data) == 1000
+        await session.close()
+    finally:
+        for proto in list(factory.connections):
+            proto.transport.abortConnection()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_initiator_answers_probe_requests(reactor, responder):
+    """Spec 2.3.13: a Probe Request is answered at once with a Probe Response."""
+    from ptpip.packets import ProbeRequest, ProbeResponse
+    client = await PTPClient.connect(reactor, "127.0.0.1", responder.port)
+    [session] = responder.factory.sessions
+    answered: defer.Deferred[Any] = defer.Deferred()
+    original = session.eventPacket
+
+    def spy(packet: Any) -> None:
+        if isinstance(packet, ProbeResponse) and not answered.called:
+            answered.callback(packet)
+        original(packet)
+
+    session.eventPacket = spy  # type: ignore[method-assign]
+    session.event.sendPacket(ProbeRequest())
+    assert isinstance(await answered.addTimeout(5, reactor), ProbeResponse)
+    await client.close()
