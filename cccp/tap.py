@@ -1,0 +1,107 @@
+"""``twistd cccp-server``: a CCCP camera/recorder control server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from twisted.application import service, strports
+from twisted.cred import credentials, strcred
+from twisted.python import usage
+
+from .server import DEFAULT_PORT
+
+
+def _range(value: str) -> tuple[int, int]:
+    try:
+        lo, _, hi = value.partition("-")
+        low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise usage.UsageError(f"--passive-ports takes LOW-HIGH, not {value!r}") from None
+    if not 1024 <= low <= high <= 65535:
+        raise usage.UsageError(f"--passive-ports must lie within 1024-65535, not {value!r}")
+    return low, high
+
+
+class Options(usage.Options, strcred.AuthOptionMixin):
+    synopsis = "[options]"
+    longdesc = ("Serve a folder of media, a virtual pan/tilt/zoom camera and a virtual tape deck over "
+                "CCCP (draft-ohta-ccc-video-00), the FTP-derived CamCoder Control Protocol. "
+                "Without --auth, anyone may log in anonymously; with --auth, only with --anonymous.")
+    supportedInterfaces = [credentials.IUsernamePassword]
+    optParameters = [
+        ["root", "r", None, "Folder of media to serve (default: a temporary folder with a sample clip)."],
+        ["passive-ports", None, None, "Port range for PASV, as LOW-HIGH (default: any free port).", _range],
+        ["masquerade", None, None, "Address announced in PASV replies (when behind NAT)."],
+        ["max-connections", None, 64, "Control connections served at once.", int],
+        ["max-per-address", None, 8, "Control connections from one address at once.", int],
+        ["idle-timeout", None, 300.0, "Seconds without a command before the server hangs up (0: never).", float],
+        ["camera", None, "virtual", "Camera device: 'virtual' or 'none'."],
+        ["tape", None, "virtual", "Tape deck: 'virtual' or 'none'."],
+        ["tape-length", None, 3600.0, "Length of the virtual tape in seconds.", float],
+    ]
+    optFlags = [
+        ["anonymous", None, "Allow anonymous login (the default when no --auth is given)."],
+        ["anonymous-write", None, "Let anonymous users STOR too."],
+        ["read-only", None, "Refuse every STOR."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """Endpoint string to listen on (repeatable; default tcp:5021)."""
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [f"tcp:{DEFAULT_PORT}"]
+        for name in ("camera", "tape"):
+            if self[name] not in ("virtual", "none"):
+                raise usage.UsageError(f"--{name} must be 'virtual' or 'none', not {self[name]!r}")
+        if self["root"] is not None and not os.path.isdir(self["root"]):
+            raise usage.UsageError(f"--root {self['root']!r} is not a folder")
+
+
+class _Cleanup(service.Service):
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.path:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def makeService(options: Options) -> service.MultiService:
+    from .devices import FileMediaStore, VirtualCamera, VirtualTapeDeck
+    from .realm import CCCPRealm, make_portal
+    from .server import CCCPFactory
+
+    root, cleanup = options["root"], None
+    if root is None:
+        root = cleanup = tempfile.mkdtemp(prefix="cccp-")
+        from .media import sample_clip_path
+        sample = sample_clip_path()
+        if sample:
+            shutil.copy(sample, root)
+    store = FileMediaStore(root, writable=not options["read-only"])
+    camera = VirtualCamera() if options["camera"] == "virtual" else None
+    deck = VirtualTapeDeck(options["tape-length"]) if options["tape"] == "virtual" else None
+    realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"])
+    checkers = options.get("credCheckers", [])
+    anonymous = options["anonymous"] or not checkers
+    factory = CCCPFactory(make_portal(realm, checkers, anonymous), allow_anonymous=anonymous,
+                          passive_ports=options["passive-ports"], masquerade=options["masquerade"],
+                          max_connections=options["max-connections"],
+                          max_per_address=options["max-per-address"], idle_timeout=options["idle-timeout"])
+    top = service.MultiService()
+    _Cleanup(cleanup).setServiceParent(top)
+    for endpoint in options["listen"]:
+        strports.service(endpoint, factory).setServiceParent(top)
+    return top
