@@ -1,0 +1,416 @@
+"""The CCCP client: every command as a method returning a Deferred.
+
+The server answers other commands while a transfer runs (draft section 1), so
+the final reply of a transfer can come after replies to later commands. The
+client keeps at most one transfer in the background and routes the transfer
+completion codes (226, 425, 426, 451, 452, 552) to it; everything else answers
+the oldest outstanding command, as in FTP. ABOR during a transfer is answered
+426 (the transfer) then 226 (the ABOR).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable
+
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IConsumer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .commands import (
+    CameraStatus,
+    Reply,
+    ReplyParser,
+    TapeStatus,
+    format_host_port,
+    format_number,
+    parse_csta,
+    parse_host_port,
+    parse_tsta,
+)
+from .data import DataProtocol, connect_active, listen_passive
+from .errors import CommandFailed, ConnectionLost, LocalProtocolError, RemoteProtocolError
+from .server import DEFAULT_PORT
+
+TRANSFER_FINAL = frozenset({226, 425, 426, 451, 452, 552})
+
+
+@dataclass
+class _Pending:
+    line: str
+    deferred: defer.Deferred[Reply]
+    transfer: bool = False
+    on_preliminary: Callable[[Reply], Any] | None = None
+
+
+@implementer(IConsumer)
+class _Collect:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def registerProducer(self, p: Any, s: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _number(value: Decimal | int | float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return format_number(Decimal(str(value)) if isinstance(value, float) else Decimal(value))
+
+
+class CCCPClient(protocol.Protocol):
+    """A CCCP control connection. Build with :func:`connect`."""
+
+    log = Logger()
+
+    def __init__(self, passive: bool = True) -> None:
+        self.passive = passive
+        self.greeting: defer.Deferred[Reply] = defer.Deferred()
+        self._parser = ReplyParser()
+        self._buffer = b""
+        self._queue: deque[_Pending] = deque()
+        self._transfer: _Pending | None = None
+        self._transfer_lock = defer.DeferredLock()
+        self.closed = False
+        self.whenClosed: defer.Deferred[None] = defer.Deferred()
+        self.reactor: Any = None
+
+    # -- protocol ------------------------------------------------------------------
+    def connectionMade(self) -> None:
+        self._queue.append(_Pending("<greeting>", self.greeting))
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            try:
+                reply = self._parser.line(line.decode("utf-8", "replace"))
+            except RemoteProtocolError as e:
+                self.log.warn("bad reply line from server: {e}", e=e)
+                self.transport.loseConnection()
+                return
+            if reply is not None:
+                self._dispatch(reply)
+
+    def _dispatch(self, reply: Reply) -> None:
+        if reply.preliminary:
+            head = self._queue[0] if self._queue else None
+            if head is not None and head.transfer:
+                self._queue.popleft()
+                self._transfer = head
+                if head.on_preliminary is not None:
+                    head.on_preliminary(reply)
+            return
+        if self._transfer is not None and reply.code in TRANSFER_FINAL:
+            pending, self._transfer = self._transfer, None
+        elif self._queue:
+            pending = self._queue.popleft()
+        else:
+            self.log.warn("unsolicited reply {code} {text}", code=reply.code, text=reply.text)
+            return
+        if 400 <= reply.code < 600:
+            pending.deferred.errback(CommandFailed(reply.code, reply.lines, pending.line.split(" ")[0]))
+        else:
+            pending.deferred.callback(reply)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.closed = True
+        pending = list(self._queue) + ([self._transfer] if self._transfer else [])
+        self._queue.clear()
+        self._transfer = None
+        for p in pending:
+            if not p.deferred.called:
+                p.deferred.errback(ConnectionLost(f"control connection closed: {reason.getErrorMessage()}"))
+        self.whenClosed.callback(None)
+
+    # -- commands ----------------------------------------------------------------------
+    def sendCommand(self, line: str, *, transfer: bool = False,
+                    on_preliminary: Callable[[Reply], Any] | None = None) -> defer.Deferred[Reply]:
+        """Send one command line; fires with its final :class:`~cccp.commands.Reply`
+        or fails with :class:`~cccp.errors.CommandFailed` for 4xx/5xx."""
+        if "\n" in line or "\r" in line:
+            return defer.fail(LocalProtocolError("a command is one line"))
+        if self.closed:
+            return defer.fail(ConnectionLost("control connection closed"))
+        d: defer.Deferred[Reply] = defer.Deferred()
+        self._queue.append(_Pending(line, d, transfer, on_preliminary))
+        self.transport.write(line.encode("utf-8") + b"\r\n")
+        return d
+
+    def _cmd(self, verb: str, arg: str | None = None) -> defer.Deferred[Reply]:
+        return self.sendCommand(verb if arg is None else f"{verb} {arg}")
+
+    @defer.inlineCallbacks
+    def login(self, user: str = "anonymous", password: str = "cccp@") -> Any:
+        r = yield self._cmd("USER", user)
+        if r.code == 331:
+            r = yield self._cmd("PASS", password)
+        return r
+
+    def user(self, name: str) -> defer.Deferred[Reply]:
+        return self._cmd("USER", name)
+
+    def password(self, pw: str) -> defer.Deferred[Reply]:
+        return self._cmd("PASS", pw)
+
+    def account(self, acct: str) -> defer.Deferred[Reply]:
+        return self._cmd("ACCT", acct)
+
+    def cwd(self, path: str) -> defer.Deferred[Reply]:
+        return self._cmd("CWD", path)
+
+    def cdup(self) -> defer.Deferred[Reply]:
+        return self._cmd("CDUP")
+
+    def smnt(self, path: str) -> defer.Deferred[Reply]:
+        return self._cmd("SMNT", path)
+
+    def reinitialize(self) -> defer.Deferred[Reply]:
+        return self._cmd("REIN")
+
+    @defer.inlineCallbacks
+    def pwd(self) -> Any:
+        r = yield self._cmd("PWD")
+        text = r.lines[0]
+        if text.startswith('"'):
+            end = 1
+            out = []
+            while end < len(text):
+                if text[end] == '"':
+                    if text[end + 1:end + 2] == '"':
+                        out.append('"')
+                        end += 2
+                        continue
+                    break
+                out.append(text[end])
+                end += 1
+            return "".join(out)
+        return text
+
+    def system(self) -> defer.Deferred[Reply]:
+        return self._cmd("SYST")
+
+    def status(self, path: str | None = None) -> defer.Deferred[Reply]:
+        return self._cmd("STAT", path)
+
+    def help(self, command: str | None = None) -> defer.Deferred[Reply]:
+        return self._cmd("HELP", command)
+
+    def noop(self) -> defer.Deferred[Reply]:
+        return self._cmd("NOOP")
+
+    def type(self, spec: str) -> defer.Deferred[Reply]:
+        return self._cmd("TYPE", spec)
+
+    def mode(self, spec: str) -> defer.Deferred[Reply]:
+        return self._cmd("MODE", spec)
+
+    @defer.inlineCallbacks
+    def quit(self) -> Any:
+        r = yield self._cmd("QUIT")
+        self.transport.loseConnection()
+        return r
+
+    def abort(self) -> defer.Deferred[Reply]:
+        """ABOR: ends the running transfer (its Deferred fails with 426)."""
+        return self._cmd("ABOR")
+
+    # -- data ---------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _dataChannel(self) -> Any:
+        """PASV (connecting to the control host, as curl and ftplib do) or PORT."""
+        peer = self.transport.getPeer()
+        if self.passive:
+            r = yield self._cmd("PASV")
+            text = r.lines[0]
+            start, end = text.find("("), text.find(")")
+            _host, port = parse_host_port(text[start + 1:end] if start >= 0 else text.split()[-1])
+            data = yield connect_active(self.reactor, peer.host, port)
+            return data, None
+        local = self.transport.getHost()
+        listener = listen_passive(self.reactor, local.host, peer.host)
+        try:
+            yield self._cmd("PORT", format_host_port(local.host, listener.port.getHost().port))
+        except BaseException:
+            listener.stop()
+            raise
+        return None, listener
+
+    @defer.inlineCallbacks
+    def _transferCommand(self, line: str, run: Callable[[DataProtocol], Any]) -> Any:
+        yield self._transfer_lock.acquire()
+        try:
+            data, listener = yield self._dataChannel()
+            started: defer.Deferred[DataProtocol] = defer.Deferred()
+            if data is not None:
+                started.callback(data)
+            else:
+                listener.accepted.addTimeout(30, self.reactor)
+                listener.accepted.chainDeferred(started)
+            ran: list[Any] = []
+
+            def preliminary(reply: Reply) -> None:
+                started.addCallback(lambda d: ran.append(run(d)) or d)
+
+            final = self.sendCommand(line, transfer=True, on_preliminary=preliminary)
+            try:
+                reply = yield final
+            except BaseException:
+                started.addCallback(lambda d: d.abort())
+                started.addErrback(lambda f: None)
+                raise
+            finally:
+                if listener is not None:
+                    listener.stop()
+            conn = yield started
+            yield conn.closed_d
+            return reply
+        finally:
+            self._transfer_lock.release()
+
+    def retrieve(self, path: str, consumer: IConsumer) -> defer.Deferred[Reply]:
+        """RETR *path* into *consumer* (with backpressure); fires with the 226 reply."""
+        return self._transferCommand(f"RETR {path}", lambda data: data.receiveInto(consumer))
+
+    def store(self, path: str, source: Any) -> defer.Deferred[Reply]:
+        """STOR *path* from an IBodyProducer-like *source* (``length``, ``startProducing``)."""
+
+        def run(data: DataProtocol) -> None:
+            d = defer.maybeDeferred(source.startProducing, data.transport)
+            d.addBoth(lambda r: (data.close(), r)[1])
+            d.addErrback(lambda f: self.log.failure("STOR source failed", f))
+        return self._transferCommand(f"STOR {path}", run)
+
+    @defer.inlineCallbacks
+    def list(self, path: str | None = None) -> Any:
+        sink = _Collect()
+        yield self._transferCommand("LIST" if path is None else f"LIST {path}", lambda d: d.receiveInto(sink))
+        return sink.value().decode("utf-8", "replace")
+
+    @defer.inlineCallbacks
+    def nlst(self, path: str | None = None) -> Any:
+        sink = _Collect()
+        yield self._transferCommand("NLST" if path is None else f"NLST {path}", lambda d: d.receiveInto(sink))
+        return [n for n in sink.value().decode("utf-8", "replace").split("\r\n") if n]
+
+    # -- tape (draft section 4) ----------------------------------------------------------
+    def _tape(self, verb: str, stop: Any = None, speed: Any = None) -> defer.Deferred[Reply]:
+        args = []
+        if stop is not None:
+            args.append(_number(stop))
+        if speed is not None:
+            if stop is None:
+                raise LocalProtocolError("a speed needs a stop position before it")
+            args.append(_number(speed))
+        return self._cmd(verb, " ".join(args) or None)
+
+    def play(self, stop: Any = None, speed: Any = None) -> defer.Deferred[Reply]:
+        return self._tape("PLAY", stop, speed)
+
+    def record(self, stop: Any = None, speed: Any = None) -> defer.Deferred[Reply]:
+        return self._tape("RECO", stop, speed)
+
+    def fastForward(self, stop: Any = None, speed: Any = None) -> defer.Deferred[Reply]:
+        return self._tape("FF", stop, speed)
+
+    def pause(self) -> defer.Deferred[Reply]:
+        return self._cmd("PAUS")
+
+    @defer.inlineCallbacks
+    def tapeStatus(self) -> Any:
+        r = yield self._cmd("TSTA")
+        return parse_tsta(r.lines)
+
+    # -- camera (draft section 5) ----------------------------------------------------------
+    def camera(self, verb: str, value: Any) -> defer.Deferred[Reply]:
+        """A camera command: *value* is a number (absolute), a string such as "+5"
+        (relative) or "+"/"-" (a small step)."""
+        return self._cmd(verb.upper(), _number(value))
+
+    def iris(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("IRIS", value)
+
+    def sensitivity(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("SENS", value)
+
+    def roll(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("ROLL", value)
+
+    def pan(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("PAN", value)
+
+    def tilt(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("TILT", value)
+
+    def zoom(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("ZOOM", value)
+
+    def horizontal(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("HORI", value)
+
+    def vertical(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("VERT", value)
+
+    def depth(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("DEPT", value)
+
+    def focus(self, value: Any) -> defer.Deferred[Reply]:
+        return self.camera("FOCU", value)
+
+    @defer.inlineCallbacks
+    def cameraStatus(self) -> Any:
+        r = yield self._cmd("CSTA")
+        return parse_csta(r.lines)
+
+
+class _ClientFactory(protocol.ClientFactory):
+    def __init__(self, reactor: Any, passive: bool) -> None:
+        self.reactor = reactor
+        self.passive = passive
+
+    def buildProtocol(self, addr: Any) -> CCCPClient:
+        p = CCCPClient(self.passive)
+        p.factory = self
+        p.reactor = self.reactor
+        return p
+
+
+@defer.inlineCallbacks
+def connect(reactor: Any, host: str, port: int = DEFAULT_PORT, *, user: str | None = "anonymous",
+            password: str = "cccp@", passive: bool = True, timeout: float = 30.0) -> Any:
+    """Connect, read the greeting and (unless *user* is None) log in."""
+    endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    client: CCCPClient = yield endpoint.connect(_ClientFactory(reactor, passive))
+    try:
+        yield client.greeting
+        if user is not None:
+            yield client.login(user, password)
+    except BaseException:
+        client.transport.loseConnection()
+        raise
+    return client
+
+
+def connect_url(reactor: Any, url: str, **kwargs: Any) -> defer.Deferred[CCCPClient]:
+    from .url import parse_url
+    u = parse_url(url)
+    kwargs.setdefault("user", u.user or "anonymous")
+    kwargs.setdefault("password", u.password if u.password is not None else "cccp@")
+    return connect(reactor, u.host, u.port, **kwargs)
+
+
+__all__ = ["CCCPClient", "connect", "connect_url", "CameraStatus", "TapeStatus", "CommandFailed"]
