@@ -656,3 +656,18 @@ async def test_camera_without_an_axis_answers_502(reactor, media):
         assert (await ask(c, "CSTA")).lines == ["OK", "ZOOM 1,1,10", "FOCU 0,5,10", "End of status"]
     finally:
         await stop_server(s)
+
+
+@pytest_twisted.ensureDeferred
+async def test_passive_port_range_and_masquerade(reactor, media):
+    s = start_server(reactor, media[0], passive_ports=(47000, 47010), masquerade="192.0.2.7")
+    try:
+        c = await connect(reactor, "127.0.0.1", s.port)
+        r = await ask(c, "PASV")
+        nums = [int(x) for x in r.text[r.text.index("(") + 1:r.text.index(")")].split(",")]
+        assert nums[:4] == [192, 0, 2, 7]
+        assert 47000 <= nums[4] * 256 + nums[5] <= 47010
+        # clients connect to the control host whatever the 227 says
+        assert await c.nlst() == ["clips", "hello.txt"]
+    finally:
+        await stop_server(s)
