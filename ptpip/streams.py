@@ -107,43 +107,45 @@ class FileSource:
 
 
 @implementer(IConsumer)
-class FileConsumer:
+class _Consumer:
+    """Remembers the producer it is given; counts what is written."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.producer: IPushProducer | None = None
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+
+class FileConsumer(_Consumer):
     """Writes what it is given into a binary file object; counts the bytes."""
 
     def __init__(self, f: IO[bytes]) -> None:
+        super().__init__()
         self.file = f
-        self.written = 0
-        self.producer: IPushProducer | None = None
-
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
-        self.written += len(data)
+        super().write(data)
 
 
-@implementer(IConsumer)
-class BytesConsumer:
-    """Collects what it is given (for small payloads), optionally up to a limit."""
+class BytesConsumer(_Consumer):
+    """Collects what it is given (for small payloads)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._parts: list[bytes] = []
-        self.written = 0
-        self.producer: IPushProducer | None = None
-
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
 
     def write(self, data: bytes) -> None:
         self._parts.append(bytes(data))
-        self.written += len(data)
+        super().write(data)
 
     def value(self) -> bytes:
         return b"".join(self._parts)
