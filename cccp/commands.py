@@ -48,8 +48,34 @@ class Command:
     raw_verb: str = ""
 
 
+IAC = 0xFF
+
+
+def strip_telnet(line: bytes) -> bytes:
+    """Remove TELNET commands (IAC IP, IAC DM before ABOR, option negotiation);
+    IAC IAC stands for a literal 0xFF (RFC 854)."""
+    if IAC not in line:
+        return line
+    out = bytearray()
+    i = 0
+    while i < len(line):
+        b = line[i]
+        if b != IAC:
+            out.append(b)
+            i += 1
+        elif i + 1 < len(line) and line[i + 1] == IAC:
+            out.append(IAC)
+            i += 2
+        elif i + 1 < len(line) and 251 <= line[i + 1] <= 254:     # WILL WONT DO DONT <option>
+            i += 3
+        else:
+            i += 2
+    return bytes(out)
+
+
 def parse_command(line: bytes) -> Command:
     """One command line (without CR LF). Raises 500 for an empty or non-text line."""
+    line = strip_telnet(line)
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:

@@ -10,6 +10,7 @@ connection. Devices come from the avatar that :mod:`twisted.cred` returns
 from __future__ import annotations
 
 import posixpath
+import socket
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -120,6 +121,13 @@ class CCCPServerProtocol(protocol.Protocol):
 
     # -- connection -------------------------------------------------------------
     def connectionMade(self) -> None:
+        sock = getattr(self.transport, "socket", None)
+        if sock is not None:
+            # Clients send ABOR as TCP urgent data (ftplib) after TELNET IP/DM: keep it inline.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+            except OSError:
+                pass
         peer = self.transport.getPeer()
         self.peer_host = getattr(peer, "host", None)
         refusal = self.factory.admit(self)

@@ -159,3 +159,16 @@ def test_number_round_trip(whole, frac, sign):
     text = f"{sign}{abs(whole)}.{frac:03d}"
     n = parse_number(text)
     assert format_number(n.value) == format_number(Decimal(text))
+
+
+@pytest.mark.parametrize("raw,verb", [
+    (b"\xff\xf4\xff\xf2ABOR", "ABOR"),            # IAC IP IAC DM ABOR, as classic clients abort
+    (b"\xff\xfb\x01NOOP", "NOOP"),                # IAC WILL ECHO
+    (b"CWD a\xff\xffb", "CWD"),                   # IAC IAC is a literal 0xFF (then not UTF-8: 500)
+])
+def test_telnet_commands_are_stripped(raw, verb):
+    if verb == "CWD":
+        with pytest.raises(RemoteProtocolError):
+            parse_command(raw)
+    else:
+        assert parse_command(raw).verb == verb

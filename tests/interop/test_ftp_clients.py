@@ -163,3 +163,26 @@ async def test_ftplib_sees_clear_errors(reactor, ftp):
     errors = await threads.deferToThread(_ftplib_errors, ftp.port)
     assert errors == ["550 nope: no such directory", "550 /nope.ts: no such file",
                       "550 Permission denied: this user may not store"]
+
+
+def _ftplib_abort(port: int) -> tuple[str, str, str]:
+    """ftplib.abort() sends ABOR as TCP urgent data in the middle of a RETR."""
+    f = ftplib.FTP()
+    f.connect("127.0.0.1", port, timeout=10)
+    f.login()
+    f.voidcmd("TYPE I")
+    conn = f.transfercmd("RETR clips/big.ts")
+    conn.recv(65536)
+    first = f.abort()                 # the 426 for the transfer
+    second = f.getresp()              # then the 226 for ABOR (RFC 959)
+    conn.close()
+    third = f.voidcmd("NOOP")
+    f.quit()
+    return first, second, third
+
+
+@pytest_twisted.ensureDeferred
+async def test_ftplib_abort_mid_transfer(reactor, ftp):
+    first, second, third = await threads.deferToThread(_ftplib_abort, ftp.port)
+    assert first.startswith("426 Connection closed; RETR /clips/big.ts aborted after")
+    assert second == "226 ABOR command successful" and third == "200 NOOP ok"
