@@ -44,6 +44,16 @@ from .commands import (
     tsta_lines,
 )
 from .data import CountingConsumer, DataProtocol, PassiveFactory, connect_active, listen_passive
+from .media import RTP_MP2T
+from .stream import (
+    MediaReceiver,
+    MediaSender,
+    UDPEndpoint,
+    is_multicast,
+    listen_udp,
+    multicast_receiver,
+    multicast_sender,
+)
 from .devices import Entry
 from .errors import (
     FileUnavailable,
@@ -82,18 +92,35 @@ HELP_TEXT: dict[str, str] = {
 class _Transfer:
     verb: str
     path: str
-    data: DataProtocol
+    data: Any                       # a DataProtocol (TCP) or a UDPEndpoint
     started: float
     counter: Any = None
     source: Any = None
     recording: Any = None
+    sender: Any = None              # a MediaSender
+    receiver: Any = None            # a MediaReceiver
     aborted: bool = False
+    udp: bool = False
+    failure: Any = None             # why the source failed, if it did
+    finished: Any = None            # fires when a UDP recording is ended by ABOR
 
     @property
     def transferred(self) -> int:
+        if self.sender is not None:
+            return self.sender.sent
+        if self.receiver is not None:
+            return self.receiver.bytes
         if self.counter is not None:
             return self.counter.count
         return self.data.received
+
+    def close_data(self, abort: bool = False) -> None:
+        if self.udp:
+            self.data.close()
+        elif abort:
+            self.data.abort()
+        else:
+            self.data.close()
 
 
 class CCCPServerProtocol(protocol.Protocol):
@@ -419,13 +446,21 @@ class CCCPServerProtocol(protocol.Protocol):
     # -- TYPE / MODE -----------------------------------------------------------------
     def cccp_TYPE(self, arg: str | None) -> tuple[int, str]:
         t = parse_type(arg)
+        if t.format == "R" and self.mode.code == "P" and self.mode.per_packet != 1:
+            raise SyntaxErrorInArguments(
+                f"RTP carries one RTP packet per datagram: MODE P {self.mode.per_packet} must be MODE P 1 first")
         self.type = t
         return 200, f"Type set to {t.describe()}"
 
     def cccp_MODE(self, arg: str | None) -> tuple[int, str]:
         m = parse_mode(arg)
-        if m.code == "P":
-            raise ParameterNotImplemented("MODE P (UDP packets) is not available on this server")
+        if m.code == "P" and self.type.format == "R" and m.per_packet != 1:
+            raise SyntaxErrorInArguments("MODE P n with TYPE I R: n must be 1 (one RTP packet per datagram)")
+        if m.code == "P" and m.per_packet > 64:
+            raise ParameterNotImplemented(f"MODE P {m.per_packet}: at most 64 TS packets fit in a datagram")
+        if m.code != self.mode.code:
+            self._closePassive()
+            self._active = None
         self.mode = m
         return 200, f"Mode set to {m.describe()}"
 
@@ -433,14 +468,22 @@ class CCCPServerProtocol(protocol.Protocol):
     def _closePassive(self) -> None:
         """Drop a PASV listener (and a connection it accepted) that no transfer used."""
         passive, self._passive = self._passive, None
-        if passive is not None:
-            passive.stop()
-            passive.accepted.addCallback(lambda p: p.abort())
-            passive.accepted.addErrback(lambda f: None)
+        if passive is None:
+            return
+        if isinstance(passive, UDPEndpoint):
+            passive.close()
+            return
+        passive.stop()
+        passive.accepted.addCallback(lambda p: p.abort())
+        passive.accepted.addErrback(lambda f: None)
 
     def cccp_PORT(self, arg: str | None) -> tuple[int, str]:
         host, port = parse_host_port(arg)
-        if host != self.peer_host and not self.factory.allow_foreign_port:
+        udp = self.mode.code == "P"
+        if udp and is_multicast(host):
+            if not self.factory.multicast_ok:
+                raise SyntaxErrorInArguments(f"Multicast group {host} refused: multicast is not enabled here")
+        elif host != self.peer_host and not self.factory.allow_foreign_port:
             self.log.warn("{peer}: refused PORT to foreign address {host}:{port}", peer=self.peer_host,
                           host=host, port=port)
             raise SyntaxErrorInArguments(f"Rejected data connection to foreign address {host}:{port}")
@@ -448,27 +491,32 @@ class CCCPServerProtocol(protocol.Protocol):
             raise SyntaxErrorInArguments(f"Rejected data connection to privileged port {port}")
         self._closePassive()
         self._active = (host, port)
-        return 200, "PORT command successful"
+        return 200, f"PORT command successful{' (UDP)' if udp else ''}"
 
     def cccp_PASV(self, arg: str | None) -> tuple[int, str]:
         self._closePassive()
         self._active = None
         local = self.transport.getHost()
         try:
-            self._passive = listen_passive(self.factory.reactor, local.host, self.peer_host,
+            if self.mode.code == "P":
+                self._passive = listen_udp(self.factory.reactor, local.host, self.peer_host,
                                            self.factory.passive_ports)
+                port = self._passive.port.getHost().port
+            else:
+                self._passive = listen_passive(self.factory.reactor, local.host, self.peer_host,
+                                               self.factory.passive_ports)
+                port = self._passive.port.getHost().port
         except error.CannotListenError:
             return 425, "Can't open passive connection: no free port in the passive range"
-        port = self._passive.port.getHost().port
         shown = self.factory.masquerade or local.host
         return 227, f"Entering Passive Mode ({format_host_port(shown, port)})"
 
     def _openData(self) -> defer.Deferred[DataProtocol]:
-        if self._passive is not None:
+        """The TCP data connection of MODE S (PASV accepted or PORT connected)."""
+        if isinstance(self._passive, PassiveFactory):
             passive, self._passive = self._passive, None
             d = passive.accepted
-            timeout = self.factory.data_timeout
-            d.addTimeout(timeout, self.factory.reactor)
+            d.addTimeout(self.factory.data_timeout, self.factory.reactor)
 
             def stop(result: Any) -> Any:
                 passive.stop()
@@ -481,9 +529,48 @@ class CCCPServerProtocol(protocol.Protocol):
                                   bind=self.transport.getHost().host)
         return defer.fail(RemoteProtocolError("Use PORT or PASV first", 425))
 
+    def _openUDP(self, sending: bool) -> defer.Deferred[UDPEndpoint]:
+        """The UDP data port of MODE P. Sending: to the PORT address, or to whoever sends
+        the first datagram to our PASV port. Receiving: on the PASV port, or on a multicast
+        group named by PORT."""
+        reactor = self.factory.reactor
+        if isinstance(self._passive, UDPEndpoint):
+            ep, self._passive = self._passive, None
+            if not sending:
+                return defer.succeed(ep)
+            d = ep.first_datagram
+            d.addTimeout(self.factory.data_timeout, reactor)
+
+            def learned(addr: tuple[str, int]) -> UDPEndpoint:
+                ep.peer = addr
+                return ep
+
+            def never(f: Failure) -> Failure:
+                ep.close()
+                return f
+            return d.addCallbacks(learned, never)
+        if self._active is not None:
+            host, port = self._active
+            self._active = None
+            if is_multicast(host):
+                if sending:
+                    return defer.succeed(multicast_sender(
+                        reactor, host, port, ttl=self.factory.multicast_ttl,
+                        interface=self.factory.multicast_interface))
+                return defer.succeed(multicast_receiver(reactor, host, port,
+                                                        self.factory.multicast_interface or "0.0.0.0"))
+            if not sending:
+                return defer.fail(ParameterNotImplemented(
+                    "STOR in MODE P needs PASV (or PORT with a multicast group to record)"))
+            ep = listen_udp(reactor, self.transport.getHost().host)
+            ep.peer = (host, port)
+            return defer.succeed(ep)
+        return defer.fail(RemoteProtocolError("Use PORT or PASV first", 425))
+
     def _startTransfer(self, verb: str, path: str, kind: str,
-                       run: Callable[[_Transfer], defer.Deferred[Any]]) -> defer.Deferred[Any]:
-        """Open the data connection, answer 150, run the transfer; fires with the final reply."""
+                       run: Callable[[_Transfer], defer.Deferred[Any]], udp: bool = False,
+                       sending: bool = True) -> defer.Deferred[Any]:
+        """Open the data port, answer 150, run the transfer; fires with the final reply."""
         if self.transfer is not None:
             raise RemoteProtocolError(f"Bad sequence: {self.transfer.verb} is still in progress", 503)
 
@@ -492,17 +579,19 @@ class CCCPServerProtocol(protocol.Protocol):
                 return f
             return 425, f"Can't open data connection: {f.getErrorMessage()}"
 
-        def opened(data: DataProtocol) -> defer.Deferred[Any]:
-            t = self.transfer = _Transfer(verb, path, data, time.monotonic())
-            self.reply(150, f"Opening {kind} mode data connection for {path}")
+        def opened(data: Any) -> defer.Deferred[Any]:
+            t = self.transfer = _Transfer(verb, path, data, time.monotonic(), udp=udp)
+            where = f" to {data.peer[0]}:{data.peer[1]} (UDP)" if udp and data.peer else (" (UDP)" if udp else "")
+            self.reply(150, f"Opening {kind} mode data connection for {path}{where}")
 
             def broken(f: Failure) -> Failure:
                 self._finish(t, None)
-                data.abort()
+                t.close_data(abort=True)
                 return f
             return run(t).addErrback(broken)
 
-        return self._openData().addCallbacks(opened, failed)
+        d = self._openUDP(sending) if udp else self._openData()
+        return d.addCallbacks(opened, failed)
 
     # -- listings --------------------------------------------------------------------------
     def cccp_LIST(self, arg: str | None) -> defer.Deferred[Any]:
@@ -512,6 +601,8 @@ class CCCPServerProtocol(protocol.Protocol):
         return self._listing("NLST", arg, lambda e: e.name)
 
     def _listing(self, verb: str, arg: str | None, fmt: Callable[[Entry], str]) -> defer.Deferred[Any]:
+        if self.mode.code == "P":
+            raise ParameterNotImplemented(f"{verb} needs MODE S: listings are not sent over UDP")
         if arg and arg.startswith("-"):          # "LIST -la" from ls-style clients
             arg = arg.split(" ", 1)[1] if " " in arg else None
         path = self._path(arg)
@@ -527,74 +618,140 @@ class CCCPServerProtocol(protocol.Protocol):
         return self._startTransfer(verb, path, "ASCII", run)
 
     # -- RETR / STOR ----------------------------------------------------------------------
-    def _checkDataType(self, verb: str) -> None:
+    def _mediaSpec(self, verb: str) -> tuple[str, int]:
+        """(framing, RTP payload type) for the current TYPE and MODE; 504 where impossible."""
         if self.type.code == "A":
             raise ParameterNotImplemented(f"{verb} needs TYPE I: TYPE A is for LIST and NLST only")
         if self.type.format == "R":
-            raise ParameterNotImplemented(f"{verb} in TYPE I R (RTP) is not available on this server")
+            if self.mode.code == "P" and self.mode.per_packet != 1:
+                raise ParameterNotImplemented("RTP over UDP carries one RTP packet per datagram: use MODE P 1")
+            return "rtp", self.type.payload_types[0]
+        if self.type.format == "M":
+            return "ts", RTP_MP2T
+        return ("ts" if self.mode.code == "P" else "raw"), RTP_MP2T
+
+    def _openSource(self, path: str, payload_type: int) -> Any:
+        store = self._store()
+        if payload_type != RTP_MP2T and self.type.format == "R":
+            for pt in self.type.payload_types:
+                try:
+                    return store.open(path, payload_type=pt), pt
+                except (ParameterNotImplemented, TypeError):
+                    continue
+            raise ParameterNotImplemented(
+                f"{path} cannot be sent as RTP payload types {','.join(map(str, self.type.payload_types))}")
+        try:
+            return store.open(path, payload_type=payload_type), payload_type
+        except TypeError:                      # a plain IMediaStore without payload types
+            return store.open(path), payload_type
 
     def cccp_RETR(self, arg: str | None) -> defer.Deferred[Any]:
         if not arg:
             raise SyntaxErrorInArguments("RETR needs a path")
-        self._checkDataType("RETR")
+        framing, pt = self._mediaSpec("RETR")
         path = self._path(arg)
-        source = self._store().open(path)
+        source, pt = self._openSource(path, pt)
+        udp = self.mode.code == "P"
+        live = getattr(source, "live", False) or getattr(source, "length", 0) is None
+        raw = framing == "raw" and not live
 
         def run(t: _Transfer) -> defer.Deferred[Any]:
             t.source = source
-            t.counter = CountingConsumer(t.data.transport)
-            done = defer.maybeDeferred(source.startProducing, t.counter)
+            if raw:
+                t.counter = CountingConsumer(t.data.transport)
+                done = defer.maybeDeferred(source.startProducing, t.counter)
+            else:
+                output = t.data if udp else t.data.transport
+                sender = t.sender = MediaSender(
+                    self.factory.reactor, output, udp=udp, framing="rtp" if framing == "rtp" else "ts",
+                    per_datagram=self.mode.per_packet or 7, paced=not getattr(source, "live", False),
+                    rtp_input=getattr(source, "rtp_input", False))
+                if not udp:
+                    t.data.transport.registerProducer(sender, True)
+                started = defer.maybeDeferred(source.startProducing, sender)
+                started.addBoth(sender.sourceDone)
+                sender._schedule()
+                done = sender.done
 
             def sent(result: Any) -> Any:
                 if isinstance(result, Failure) and not t.aborted:
                     self.log.failure("RETR {path} failed", result, path=path)
+                    t.failure = result
+                if udp:
+                    t.close_data()
+                    return None
+                if t.sender is not None:
+                    t.data.transport.unregisterProducer()
                 t.data.close()
                 return t.data.closed_d
             done.addBoth(sent)
             return done.addCallback(self._transferEnded, t)
-        return self._startTransfer("RETR", path, "BINARY", run)
+
+        kind = "BINARY" if raw else ("RTP" if framing == "rtp" else "MPEG2-TS")
+        return self._startTransfer("RETR", path, kind, run, udp=udp, sending=True)
 
     def cccp_STOR(self, arg: str | None) -> defer.Deferred[Any]:
         if not arg:
             raise SyntaxErrorInArguments("STOR needs a path")
-        self._checkDataType("STOR")
+        framing, _pt = self._mediaSpec("STOR")
         if not self.user or not self.user.may_store:
             raise RemoteProtocolError("Permission denied: this user may not store", 550)
         path = self._path(arg)
-        store = self._store()
-        recording = store.receive(path)
+        recording = self._store().receive(path)
+        udp = self.mode.code == "P"
 
         def run(t: _Transfer) -> defer.Deferred[Any]:
             t.recording = recording
-            t.data.receiveInto(recording)
+            if framing == "raw":
+                t.data.receiveInto(recording)
+            else:
+                t.receiver = MediaReceiver(recording, framing=framing, udp=udp,
+                                           payload_types=self.type.payload_types)
+                if udp:
+                    t.data.on_datagram = t.receiver.datagram
+                    t.finished = defer.Deferred()
+                    return t.finished        # a UDP recording ends with ABOR
+                t.data.receiveInto(t.receiver)
             return t.data.closed_d.addCallback(self._storeEnded, t)
 
         def never_started(f: Failure) -> Failure:
             recording.abort()
             return f
-        return self._startTransfer("STOR", path, "BINARY", run).addErrback(never_started)
+        kind = "BINARY" if framing == "raw" else ("RTP" if framing == "rtp" else "MPEG2-TS")
+        return self._startTransfer("STOR", path, kind, run, udp=udp, sending=False).addErrback(never_started)
 
     def _storeEnded(self, reason: BaseException, t: _Transfer) -> tuple[int, str] | None:
         clean = isinstance(reason, error.ConnectionDone) and t.data.failure is None
         if t.aborted or not clean:
             t.recording.abort()
             return self._transferEnded(reason, t)
+        return self._commit(t)
+
+    def _commit(self, t: _Transfer) -> tuple[int, str] | None:
         try:
             t.recording.commit()
         except Exception as e:
             t.recording.abort()
             self.log.failure("STOR {path}: commit failed", Failure(e), path=t.path)
             return self._finish(t, (451, f"Requested action aborted: {e}"))
-        return self._finish(t, (226, f"Transfer complete: {t.transferred} bytes stored in {t.path}"))
+        extra = ""
+        if t.receiver is not None and (t.receiver.depacketizer.lost or t.receiver.bad_datagrams):
+            extra = (f" ({t.receiver.depacketizer.lost} RTP packets lost, "
+                     f"{t.receiver.bad_datagrams} bad datagrams dropped)")
+        return self._finish(t, (226, f"Transfer complete: {t.transferred} bytes stored in {t.path}{extra}"))
 
     def _transferEnded(self, reason: Any, t: _Transfer) -> tuple[int, str] | None:
         if t.aborted:
             return self._finish(t, None)          # ABOR answers for it
-        if t.data.failure is not None:
-            return self._finish(t, (451, f"Requested action aborted: {t.data.failure.getErrorMessage()}"))
+        failure = t.failure
+        data_failure = None if t.udp else t.data.failure
+        if data_failure is not None:
+            return self._finish(t, (451, f"Requested action aborted: {data_failure.getErrorMessage()}"))
+        if failure is not None:
+            return self._finish(t, (451, f"Requested action aborted: {failure.getErrorMessage()}"))
         if isinstance(reason, BaseException) and not isinstance(reason, error.ConnectionDone):
             return self._finish(t, (426, f"Connection closed; transfer aborted: {reason}"))
-        if t.verb == "RETR" and t.source is not None and t.source.length is not None \
+        if t.verb == "RETR" and t.sender is None and t.source is not None and t.source.length is not None \
                 and t.transferred != t.source.length:
             return self._finish(t, (426, f"Transfer aborted after {t.transferred} of {t.source.length} bytes"))
         return self._finish(t, (226, f"Transfer complete ({t.transferred} bytes)"))
@@ -611,6 +768,14 @@ class CCCPServerProtocol(protocol.Protocol):
             self._closePassive()
             self._active = None
             return 225, "No transfer to abort"
+        if t.udp and t.verb == "STOR":
+            # A UDP recording runs until ABOR: that is its normal end, so it is kept.
+            t.data.close()
+            reply = self._commit(t)
+            finished = t.finished
+            if finished is not None and not finished.called:
+                finished.callback(reply)
+            return 226, "ABOR command successful"
         self._abortTransfer()
         self.reply(426, f"Connection closed; {t.verb} {t.path} aborted after {t.transferred} bytes")
         return 226, "ABOR command successful"
@@ -620,11 +785,16 @@ class CCCPServerProtocol(protocol.Protocol):
         if t is None:
             return
         t.aborted = True
-        if t.source is not None:
+        if t.sender is not None:
+            t.sender.stop()
+        elif t.source is not None:
             t.source.stopProducing()
         if t.recording is not None:
             t.recording.abort()
-        t.data.abort()
+        finished = t.finished
+        if finished is not None and not finished.called:
+            finished.callback(None)
+        t.close_data(abort=True)
         self.transfer = None
 
     # -- tape (draft section 4) ----------------------------------------------------------
@@ -733,6 +903,8 @@ class CCCPFactory(protocol.ServerFactory):
     :param max_per_address: control connections from one address at once.
     :param idle_timeout: seconds without a command before 421 (0: never).
     :param max_login_attempts: failed PASS before the connection is closed.
+    :param multicast_ok: allow PORT to a multicast group in MODE P (TTL *multicast_ttl*,
+        default 1: the local link only; outgoing *multicast_interface*).
     :param login_delay: seconds before a failed login is answered.
     :param reactor: ``IReactorTCP`` + ``IReactorTime`` (a ``task.Clock`` suffices for timers in tests).
     """
@@ -745,6 +917,7 @@ class CCCPFactory(protocol.ServerFactory):
                  max_connections: int = 64, max_per_address: int = 8, idle_timeout: float = 300.0,
                  max_login_attempts: int = 3, login_delay: float = 1.0, data_timeout: float = 30.0,
                  allow_foreign_port: bool = False, banner: str = "CCCP server ready",
+                 multicast_ok: bool = False, multicast_ttl: int = 1, multicast_interface: str | None = None,
                  reactor: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -760,6 +933,9 @@ class CCCPFactory(protocol.ServerFactory):
         self.login_delay = login_delay
         self.data_timeout = data_timeout
         self.allow_foreign_port = allow_foreign_port
+        self.multicast_ok = multicast_ok
+        self.multicast_ttl = multicast_ttl
+        self.multicast_interface = multicast_interface
         self.banner = banner
         self.reactor = reactor
         self.connections: set[CCCPServerProtocol] = set()

@@ -41,11 +41,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["camera", None, "virtual", "Camera device: 'virtual' or 'none'."],
         ["tape", None, "virtual", "Tape deck: 'virtual' or 'none'."],
         ["tape-length", None, 3600.0, "Length of the virtual tape in seconds.", float],
+        ["multicast-ttl", None, 1, "TTL of multicast datagrams (1: this link only).", int],
+        ["multicast-interface", None, None, "Address of the interface for multicast."],
     ]
     optFlags = [
         ["anonymous", None, "Allow anonymous login (the default when no --auth is given)."],
         ["anonymous-write", None, "Let anonymous users STOR too."],
         ["read-only", None, "Refuse every STOR."],
+        ["multicast-ok", None, "Allow PORT to a multicast group in MODE P."],
     ]
 
     def __init__(self) -> None:
@@ -79,27 +82,32 @@ class _Cleanup(service.Service):
 
 
 def makeService(options: Options) -> service.MultiService:
+    from twisted.internet import reactor
+
     from .devices import FileMediaStore, VirtualCamera, VirtualTapeDeck
+    from .live import MediaLibrary
     from .realm import CCCPRealm, make_portal
     from .server import CCCPFactory
 
     root, cleanup = options["root"], None
     if root is None:
         root = cleanup = tempfile.mkdtemp(prefix="cccp-")
-        from .media import sample_clip_path
+        from .media import sample_clip_path  # noqa: F401
         sample = sample_clip_path()
         if sample:
             shutil.copy(sample, root)
-    store = FileMediaStore(root, writable=not options["read-only"])
     camera = VirtualCamera() if options["camera"] == "virtual" else None
     deck = VirtualTapeDeck(options["tape-length"]) if options["tape"] == "virtual" else None
+    store = MediaLibrary(FileMediaStore(root, writable=not options["read-only"]), reactor, deck)
     realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"])
     checkers = options.get("credCheckers", [])
     anonymous = options["anonymous"] or not checkers
     factory = CCCPFactory(make_portal(realm, checkers, anonymous), allow_anonymous=anonymous,
                           passive_ports=options["passive-ports"], masquerade=options["masquerade"],
                           max_connections=options["max-connections"],
-                          max_per_address=options["max-per-address"], idle_timeout=options["idle-timeout"])
+                          max_per_address=options["max-per-address"], idle_timeout=options["idle-timeout"],
+                          multicast_ok=options["multicast-ok"], multicast_ttl=options["multicast-ttl"],
+                          multicast_interface=options["multicast-interface"])
     top = service.MultiService()
     _Cleanup(cleanup).setServiceParent(top)
     for endpoint in options["listen"]:

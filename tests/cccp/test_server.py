@@ -273,7 +273,8 @@ async def test_bare_lf_lines_are_accepted(reactor, server):
     ("MODE S", 200, "Mode set to STREAM (TCP), best effort"),
     ("MODE S rsvp-tspec", 200, "Mode set to STREAM (TCP), QoS 'rsvp-tspec' recorded (best effort)"),
     ("MODE B", 504, "MODE B is not supported in CCCP: S or P"),
-    ("MODE P 7", 504, "MODE P (UDP packets) is not available on this server"),
+    ("MODE P 7", 200, "Mode set to PACKET (UDP, 7 per datagram), best effort"),
+    ("MODE P 100", 504, "MODE P 100: at most 64 TS packets fit in a datagram"),
     ("MODE", 501, "MODE needs an argument: S [qos] or P n [qos]"),
 ])
 @pytest_twisted.ensureDeferred

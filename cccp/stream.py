@@ -1,0 +1,388 @@
+"""Moving audio/video on CCCP data ports: paced senders, framing receivers and
+UDP (unicast and multicast) endpoints. The Twisted glue over :mod:`cccp.media`.
+
+A :class:`MediaSender` is the consumer an :class:`~cccp.interfaces.IMediaSource`
+writes MPEG2-TS into. It checks the framing, paces the packets by the stream's
+PCR (a stored file played in real time; UDP has no backpressure so UDP is always
+paced), frames them as raw TS or RTP (RFC 2250 / RFC 4571), and hands them to
+an output: a TCP transport or a UDP socket. A :class:`MediaReceiver` does the
+reverse for STOR and for the client's RETR.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from typing import Any, Callable
+
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .media import (
+    RTP_MP2T,
+    TS_PACKET,
+    TS_PER_RTP,
+    Depacketizer,
+    MediaFramingError,
+    Pacer,
+    RFC4571Framer,
+    TSFramer,
+    TSPacketizer,
+    aligned,
+    frame_rfc4571,
+)
+
+#: How far ahead of real time a paced sender reads its source.
+READ_AHEAD = 0.5
+
+
+def is_multicast(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_multicast
+    except ValueError:
+        return False
+
+
+class UDPEndpoint(protocol.DatagramProtocol):
+    """One UDP data port: sends datagrams to a peer, or receives them.
+
+    :param allowed_host: datagrams from any other host are ignored (and counted).
+    """
+
+    log = Logger()
+
+    def __init__(self, allowed_host: str | None = None) -> None:
+        self.allowed_host = allowed_host
+        self.peer: tuple[str, int] | None = None
+        self.first_datagram: defer.Deferred[tuple[str, int]] = defer.Deferred()
+        self.on_datagram: Callable[[bytes, tuple[str, int]], Any] | None = None
+        self.refused = 0
+        self.received = 0
+        self.sent = 0
+        self.port: Any = None
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.allowed_host is not None and addr[0] != self.allowed_host:
+            self.refused += 1
+            return
+        if not self.first_datagram.called:
+            self.first_datagram.callback(addr)
+        self.received += len(data)
+        if self.on_datagram is not None:
+            self.on_datagram(data, addr)
+
+    def send(self, datagram: bytes) -> None:
+        if self.transport is not None and self.peer is not None:
+            try:
+                self.transport.write(datagram, self.peer)
+                self.sent += len(datagram)
+            except OSError as e:       # e.g. ECONNREFUSED from an earlier ICMP: keep streaming
+                self.log.debug("UDP send to {peer} failed: {e}", peer=self.peer, e=e)
+
+    def close(self) -> None:
+        if self.port is not None:
+            self.port.stopListening()
+            self.port = None
+
+
+def listen_udp(reactor: Any, interface: str, allowed_host: str | None = None,
+               ports: tuple[int, int] | None = None) -> UDPEndpoint:
+    """A UDP endpoint on a port from *ports* (None: any free port)."""
+    from twisted.internet import error
+    ep = UDPEndpoint(allowed_host)
+    last: Exception | None = None
+    for port in (range(ports[0], ports[1] + 1) if ports else [0]):
+        try:
+            ep.port = reactor.listenUDP(port, ep, interface=interface, maxPacketSize=65535)
+            return ep
+        except error.CannotListenError as e:
+            last = e
+    raise error.CannotListenError(interface, ports, last)
+
+
+def multicast_sender(reactor: Any, group: str, port: int, ttl: int = 1,
+                     interface: str | None = None, loopback: bool = True) -> UDPEndpoint:
+    """A UDP endpoint that sends to a multicast *group* with *ttl* (default 1: this link only)."""
+    ep = UDPEndpoint()
+    ep.port = reactor.listenMulticast(0, ep, listenMultiple=True)
+    ep.transport.setTTL(ttl)
+    ep.transport.setLoopbackMode(loopback)
+    if interface:
+        ep.transport.setOutgoingInterface(interface)
+    ep.peer = (group, port)
+    return ep
+
+
+def multicast_receiver(reactor: Any, group: str, port: int, interface: str = "0.0.0.0") -> UDPEndpoint:
+    """A UDP endpoint that joins *group* and receives on *port*."""
+    ep = UDPEndpoint()
+    ep.port = reactor.listenMulticast(port, ep, listenMultiple=True)
+    ep.transport.joinGroup(group, interface)
+    return ep
+
+
+@implementer(IConsumer, IPushProducer)
+class MediaSender:
+    """Sends TS written into it over TCP or UDP, as TS or RTP, paced or not.
+
+    :param output: a TCP transport (``write``) or a :class:`UDPEndpoint`.
+    :param framing: ``"ts"`` or ``"rtp"``. :param per_datagram: TS packets per UDP datagram.
+    :param paced: send each packet when the PCR says (real time).
+    :param rtp_input: the source already writes RTP packets (a live RTP encoder).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, output: Any, *, udp: bool, framing: str = "ts",
+                 per_datagram: int = 7, paced: bool = True, rtp_input: bool = False) -> None:
+        self.reactor = reactor
+        self.output = output
+        self.udp = udp
+        self.framing = framing
+        self.per_datagram = per_datagram
+        self.paced = paced
+        self.rtp_input = rtp_input
+        self.framer = TSFramer()
+        self.pacer = Pacer()
+        self.packetizer = TSPacketizer(TS_PER_RTP) if framing == "rtp" and not rtp_input else None
+        self._queue: deque[tuple[float, bytes]] = deque()
+        self._start: float | None = None
+        self._timer: Any = None
+        self._producer: Any = None
+        self._streaming = False
+        self._producer_done = False
+        self._output_paused = False
+        self._udp_pending = b""
+        self.sent = 0
+        self.done: defer.Deferred[int] = defer.Deferred()
+        self.error: Exception | None = None
+        self.stopped = False
+
+    # -- IConsumer (the source writes into us) -----------------------------------
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self._producer, self._streaming = producer, streaming
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+
+    def write(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        if self.rtp_input:
+            self._emit(0.0, data)            # one RTP packet per write, already timed by the encoder
+            return
+        try:
+            packets = self.framer.feed(data)
+        except MediaFramingError as e:
+            self.fail(e)
+            return
+        if not packets:
+            return
+        if self.paced:
+            for due, chunk in self.pacer.feed(packets):
+                self._queue.append((due, chunk))
+            self._schedule()
+        else:
+            self._emit(0.0, packets)
+
+    def sourceDone(self, result: Any = None) -> None:
+        """The source has written everything (call with a Failure if it failed)."""
+        if isinstance(result, Failure) and not self.stopped:
+            self.fail(result.value)
+            return
+        self._producer_done = True
+        if self.paced:
+            for due, chunk in self.pacer.flush():
+                self._queue.append((due, chunk))
+        self._schedule()
+
+    # -- IPushProducer (a TCP transport's backpressure) ---------------------------------
+    def pauseProducing(self) -> None:
+        self._output_paused = True
+        if not self.paced and self._producer is not None and self._streaming:
+            self._producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._output_paused = False
+        if not self.paced and self._producer is not None and self._streaming:
+            self._producer.resumeProducing()
+        self._schedule()
+
+    def stopProducing(self) -> None:
+        self.stop()
+
+    # -- pacing --------------------------------------------------------------------
+    def _now(self) -> float:
+        if self._start is None:
+            self._start = self.reactor.seconds()
+        return self.reactor.seconds() - self._start
+
+    def _schedule(self) -> None:
+        if self.stopped:
+            return
+        now = self._now()
+        while self._queue and (not self.paced or self._queue[0][0] <= now + 0.002) and not self._output_paused:
+            due, chunk = self._queue.popleft()
+            self._emit(due, chunk)
+        self._pull(now)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._queue and not self._output_paused:
+            delay = max(0.0, self._queue[0][0] - now) if self.paced else 0.0
+            self._timer = self.reactor.callLater(delay, self._schedule)
+        elif not self._queue and self._producer_done:
+            self._finish()
+
+    def _pull(self, now: float) -> None:
+        """Ask the source for more while less than READ_AHEAD is queued."""
+        if self._producer is None or self._producer_done or self._output_paused:
+            return
+        ahead = (self._queue[-1][0] - now) if self._queue else 0.0
+        if self._streaming:
+            if ahead > READ_AHEAD:
+                self._producer.pauseProducing()
+            else:
+                self._producer.resumeProducing()
+            return
+        guard = 0
+        while ahead <= READ_AHEAD and self._producer is not None and not self._producer_done and guard < 64:
+            self._producer.resumeProducing()           # a pull producer writes one chunk
+            guard += 1
+            ahead = (self._queue[-1][0] - now) if self._queue else 0.0
+            if not self.paced:
+                break
+
+    # -- output ------------------------------------------------------------------------
+    def _emit(self, due: float, chunk: bytes) -> None:
+        if self.framing == "rtp":
+            packets = [chunk] if self.rtp_input else self.packetizer.packetize(due, chunk)  # type: ignore[union-attr]
+            for p in packets:
+                self._out(p if self.udp else frame_rfc4571(p))
+        elif self.udp:
+            size = self.per_datagram * TS_PACKET
+            data = self._udp_pending + chunk
+            whole = len(data) // size * size
+            for i in range(0, whole, size):
+                self._out(data[i:i + size])
+            self._udp_pending = data[whole:]
+        else:
+            self._out(chunk)
+
+    def _out(self, data: bytes) -> None:
+        self.sent += len(data)
+        if self.udp:
+            self.output.send(data)
+        else:
+            self.output.write(data)
+
+    def _finish(self) -> None:
+        if self.done.called:
+            return
+        if self.packetizer is not None:
+            for p in self.packetizer.flush(self._now()):
+                self._out(p if self.udp else frame_rfc4571(p))
+        if self._udp_pending:
+            self._out(self._udp_pending)
+            self._udp_pending = b""
+        self.stopped = True
+        self.done.callback(self.sent)
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+        self.stop()
+        if not self.done.called:
+            self.done.errback(error)
+
+    def stop(self) -> None:
+        """Stop at once (ABOR, a lost connection): the source is stopped too."""
+        if self.stopped and self.done.called:
+            return
+        self.stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._queue.clear()
+        if self._producer is not None:
+            try:
+                self._producer.stopProducing()
+            except Exception:
+                pass
+            self._producer = None
+
+
+@implementer(IConsumer)
+class MediaReceiver:
+    """Takes framed media from a data port and writes the payload to *sink*.
+
+    ``framing`` is ``"ts"`` (validated and resynchronised TS), ``"rtp"`` (RTP in
+    RFC 4571 framing on TCP, or one RTP packet per datagram on UDP: PT 33 is
+    written as TS, other payload types as RFC 4571 frames) or ``"raw"``.
+    """
+
+    def __init__(self, sink: Any, *, framing: str, udp: bool, payload_types: tuple[int, ...] = ()) -> None:
+        self.sink = sink
+        self.framing = framing
+        self.udp = udp
+        self.framer = TSFramer()
+        self.rtp_framer = RFC4571Framer()
+        self.depacketizer = Depacketizer(payload_types)
+        self.bad_datagrams = 0
+        self.bytes = 0
+        self.error: Exception | None = None
+        self.producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+        if hasattr(self.sink, "registerProducer"):
+            self.sink.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        """Bytes from a TCP data connection."""
+        if self.framing == "raw":
+            self._sink(data)
+        elif self.framing == "ts":
+            self._sink(self.framer.feed(data))
+        else:
+            for raw in self.rtp_framer.feed(data):
+                self._rtp(raw)
+
+    def datagram(self, data: bytes, addr: Any = None) -> None:
+        """One UDP datagram."""
+        try:
+            if self.framing == "rtp":
+                self._rtp(data)
+            elif self.framing == "ts":
+                if not aligned(data):
+                    raise MediaFramingError(f"a datagram of {len(data)} bytes is not whole TS packets")
+                self._sink(data)
+            else:
+                self._sink(data)
+        except MediaFramingError:
+            self.bad_datagrams += 1          # UDP: drop the bad datagram, keep the stream
+
+    def _rtp(self, raw: bytes) -> None:
+        payload = self.depacketizer.payload(raw)
+        if RTPPacketType(raw) == RTP_MP2T:
+            self._sink(payload)
+        else:
+            self._sink(frame_rfc4571(raw))
+
+    def _sink(self, data: bytes) -> None:
+        if data:
+            self.bytes += len(data)
+            self.sink.write(data)
+
+
+def RTPPacketType(raw: bytes) -> int:
+    return raw[1] & 0x7F
+
+
+__all__ = ["MediaSender", "MediaReceiver", "UDPEndpoint", "listen_udp", "multicast_sender",
+           "multicast_receiver", "is_multicast", "Pacer"]
