@@ -24,6 +24,10 @@ from zope.interface import implementer
 
 from .commands import (
     CameraStatus,
+    TransferMode,
+    TransferType,
+    parse_mode,
+    parse_type,
     Reply,
     ReplyParser,
     TapeStatus,
@@ -34,6 +38,7 @@ from .commands import (
     parse_tsta,
 )
 from .data import DataProtocol, connect_active, listen_passive
+from .stream import MediaReceiver, MediaSender, listen_udp
 from .errors import CommandFailed, ConnectionLost, LocalProtocolError, RemoteProtocolError
 from .server import DEFAULT_PORT
 
@@ -88,6 +93,11 @@ class CCCPClient(protocol.Protocol):
         self.closed = False
         self.whenClosed: defer.Deferred[None] = defer.Deferred()
         self.reactor: Any = None
+        #: The TYPE and MODE in force (as the server accepted them).
+        self.current_type = TransferType("A")
+        self.current_mode = TransferMode("S")
+        #: Seconds to keep a UDP port open after the final reply (late datagrams).
+        self.udp_grace = 0.2
 
     # -- protocol ------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -214,10 +224,19 @@ class CCCPClient(protocol.Protocol):
         return self._cmd("NOOP")
 
     def type(self, spec: str) -> defer.Deferred[Reply]:
-        return self._cmd("TYPE", spec)
+        parsed = parse_type(spec)
+        return self._cmd("TYPE", spec).addCallback(lambda r: (setattr(self, "current_type", parsed), r)[1])
 
     def mode(self, spec: str) -> defer.Deferred[Reply]:
-        return self._cmd("MODE", spec)
+        parsed = parse_mode(spec)
+        return self._cmd("MODE", spec).addCallback(lambda r: (setattr(self, "current_mode", parsed), r)[1])
+
+    def _framing(self) -> str:
+        if self.current_type.format == "R":
+            return "rtp"
+        if self.current_type.format == "M" or self.current_mode.code == "P":
+            return "ts"
+        return "raw"
 
     @defer.inlineCallbacks
     def quit(self) -> Any:
@@ -282,18 +301,129 @@ class CCCPClient(protocol.Protocol):
         finally:
             self._transfer_lock.release()
 
+    @defer.inlineCallbacks
+    def streamTo(self, path: str, host: str, port: int) -> Any:
+        """RETR *path* to a third party (a player, a recorder, a multicast group):
+        PORT host,port then RETR; fires with the final reply. In MODE P the
+        stream goes out as UDP datagrams."""
+        yield self._transfer_lock.acquire()
+        try:
+            yield self._cmd("PORT", format_host_port(host, port))
+            reply = yield self.sendCommand(f"RETR {path}", transfer=True)
+            return reply
+        finally:
+            self._transfer_lock.release()
+
     def retrieve(self, path: str, consumer: IConsumer) -> defer.Deferred[Reply]:
-        """RETR *path* into *consumer* (with backpressure); fires with the 226 reply."""
-        return self._transferCommand(f"RETR {path}", lambda data: data.receiveInto(consumer))
+        """RETR *path* into *consumer*; fires with the final (226) reply.
+
+        Follows TYPE and MODE: TYPE I M delivers validated TS, TYPE I R delivers
+        the RTP payload (TS for payload type 33), and MODE P receives UDP datagrams
+        (through PASV, announcing our address with one datagram, or through PORT).
+        """
+        framing = self._framing()
+        if self.current_mode.code == "P":
+            return self._retrieveUDP(path, MediaReceiver(consumer, framing=framing, udp=True,
+                                                         payload_types=self.current_type.payload_types))
+        sink: Any = consumer if framing == "raw" else MediaReceiver(
+            consumer, framing=framing, udp=False, payload_types=self.current_type.payload_types)
+        return self._transferCommand(f"RETR {path}", lambda data: data.receiveInto(sink))
 
     def store(self, path: str, source: Any) -> defer.Deferred[Reply]:
-        """STOR *path* from an IBodyProducer-like *source* (``length``, ``startProducing``)."""
+        """STOR *path* from an IBodyProducer-like *source* (``length``, ``startProducing``).
+
+        In MODE P the TS is sent as paced UDP datagrams to the server's PASV port,
+        and the recording is ended with ABOR once everything was sent.
+        """
+        if self.current_mode.code == "P":
+            return self._storeUDP(path, source)
+        framing = self._framing()
 
         def run(data: DataProtocol) -> None:
-            d = defer.maybeDeferred(source.startProducing, data.transport)
-            d.addBoth(lambda r: (data.close(), r)[1])
-            d.addErrback(lambda f: self.log.failure("STOR source failed", f))
+            if framing == "rtp":         # RTP framed on TCP (RFC 4571), packetised here
+                sender = MediaSender(self.reactor, data.transport, udp=False, framing="rtp", paced=False)
+                data.transport.registerProducer(sender, True)
+                started = defer.maybeDeferred(source.startProducing, sender)
+                started.addBoth(sender.sourceDone)
+                sender._schedule()
+                d = sender.done
+                d.addBoth(lambda r: (data.transport.unregisterProducer(), r)[1])
+            else:                        # raw bytes or TS: sent as they are; the server checks them
+                d = defer.maybeDeferred(source.startProducing, data.transport)
+
+            def failed(f: Failure) -> None:
+                # Break the connection so the server discards the partial recording.
+                self.log.failure("STOR source failed; aborting the data connection", f)
+                data.abort()
+            d.addCallbacks(lambda _: data.close(), failed)
         return self._transferCommand(f"STOR {path}", run)
+
+    @defer.inlineCallbacks
+    def _udpPort(self) -> Any:
+        """A local UDP endpoint for MODE P, and the server's port when passive."""
+        peer = self.transport.getPeer()
+        local = self.transport.getHost()
+        ep = listen_udp(self.reactor, local.host, peer.host)
+        if self.passive:
+            r = yield self._cmd("PASV")
+            text = r.lines[0]
+            _host, port = parse_host_port(text[text.find("(") + 1:text.find(")")])
+            ep.peer = (peer.host, port)
+        else:
+            try:
+                yield self._cmd("PORT", format_host_port(local.host, ep.port.getHost().port))
+            except BaseException:
+                ep.close()
+                raise
+        return ep
+
+    @defer.inlineCallbacks
+    def _retrieveUDP(self, path: str, receiver: MediaReceiver) -> Any:
+        yield self._transfer_lock.acquire()
+        ep = None
+        try:
+            ep = yield self._udpPort()
+            ep.on_datagram = receiver.datagram
+            final = self.sendCommand(f"RETR {path}", transfer=True)
+            if ep.peer is not None:
+                ep.send(b"")                # tell the server's PASV port where to send
+            reply = yield final
+            yield _sleep(self.reactor, self.udp_grace)
+            return reply
+        finally:
+            if ep is not None:
+                ep.close()
+            self._transfer_lock.release()
+
+    @defer.inlineCallbacks
+    def _storeUDP(self, path: str, source: Any) -> Any:
+        if not self.passive:
+            raise LocalProtocolError("STOR in MODE P needs PASV (passive mode)")
+        yield self._transfer_lock.acquire()
+        ep = None
+        try:
+            ep = yield self._udpPort()
+            preliminary: defer.Deferred[Reply] = defer.Deferred()
+            final = self.sendCommand(f"STOR {path}", transfer=True,
+                                     on_preliminary=lambda r: preliminary.called or preliminary.callback(r))
+            final.addErrback(lambda f: (preliminary.called or preliminary.errback(f), f)[1])
+            yield preliminary
+            sender = MediaSender(self.reactor, ep, udp=True, framing=self._framing(),
+                                 per_datagram=self.current_mode.per_packet or 7,
+                                 paced=not getattr(source, "live", False))
+            started = defer.maybeDeferred(source.startProducing, sender)
+            started.addBoth(sender.sourceDone)
+            sender._schedule()
+            yield sender.done
+            yield _sleep(self.reactor, self.udp_grace)
+            abort = self._cmd("ABOR")              # a UDP recording ends with ABOR
+            reply = yield final
+            yield abort
+            return reply
+        finally:
+            if ep is not None:
+                ep.close()
+            self._transfer_lock.release()
 
     @defer.inlineCallbacks
     def list(self, path: str | None = None) -> Any:
@@ -375,6 +505,12 @@ class CCCPClient(protocol.Protocol):
     def cameraStatus(self) -> Any:
         r = yield self._cmd("CSTA")
         return parse_csta(r.lines)
+
+
+def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
 
 
 class _ClientFactory(protocol.ClientFactory):

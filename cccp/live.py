@@ -294,7 +294,7 @@ class MediaLibrary:
 
     def _virtual(self, path: str) -> str:
         import posixpath
-        return posixpath.normpath("/" + path)
+        return posixpath.normpath("/" + path.lstrip("/"))
 
     def isdir(self, path: str) -> bool:
         if self._virtual(path) == LIVE_DIR:

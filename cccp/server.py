@@ -48,6 +48,7 @@ from .media import RTP_MP2T
 from .stream import (
     MediaReceiver,
     MediaSender,
+    StreamStopped,
     UDPEndpoint,
     is_multicast,
     listen_udp,
@@ -674,7 +675,7 @@ class CCCPServerProtocol(protocol.Protocol):
                 done = sender.done
 
             def sent(result: Any) -> Any:
-                if isinstance(result, Failure) and not t.aborted:
+                if isinstance(result, Failure) and not t.aborted and not result.check(StreamStopped):
                     self.log.failure("RETR {path} failed", result, path=path)
                     t.failure = result
                 if udp:

@@ -46,6 +46,10 @@ def is_multicast(host: str) -> bool:
         return False
 
 
+class StreamStopped(Exception):
+    """The stream was stopped before its end (ABOR, the data connection went away)."""
+
+
 class UDPEndpoint(protocol.DatagramProtocol):
     """One UDP data port: sends datagrams to a peer, or receives them.
 
@@ -212,6 +216,7 @@ class MediaSender:
         self._schedule()
 
     def stopProducing(self) -> None:
+        """The TCP transport went away."""
         self.stop()
 
     # -- pacing --------------------------------------------------------------------
@@ -293,15 +298,18 @@ class MediaSender:
 
     def fail(self, error: Exception) -> None:
         self.error = error
-        self.stop()
         if not self.done.called:
             self.done.errback(error)
+        self.stop()
 
     def stop(self) -> None:
-        """Stop at once (ABOR, a lost connection): the source is stopped too."""
+        """Stop at once (ABOR, a lost connection): the source is stopped too, and
+        :attr:`done` fails with :class:`StreamStopped` if the stream had not ended."""
         if self.stopped and self.done.called:
             return
         self.stopped = True
+        if not self.done.called:
+            self.done.errback(StreamStopped(f"stopped after {self.sent} bytes"))
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
