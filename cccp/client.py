@@ -38,7 +38,7 @@ from .commands import (
     parse_tsta,
 )
 from .data import DataProtocol, connect_active, listen_passive
-from .stream import MediaReceiver, MediaSender, listen_udp
+from .stream import MediaReceiver, MediaSender, listen_udp, multicast_receiver
 from .errors import CommandFailed, ConnectionLost, LocalProtocolError, RemoteProtocolError
 from .server import DEFAULT_PORT
 
@@ -314,17 +314,23 @@ class CCCPClient(protocol.Protocol):
         finally:
             self._transfer_lock.release()
 
-    def retrieve(self, path: str, consumer: IConsumer) -> defer.Deferred[Reply]:
+    def retrieve(self, path: str, consumer: IConsumer,
+                 multicast: tuple[str, int] | None = None) -> defer.Deferred[Reply]:
         """RETR *path* into *consumer*; fires with the final (226) reply.
 
         Follows TYPE and MODE: TYPE I M delivers validated TS, TYPE I R delivers
         the RTP payload (TS for payload type 33), and MODE P receives UDP datagrams
         (through PASV, announcing our address with one datagram, or through PORT).
+        With *multicast* ``(group, port)`` in MODE P, the client joins the group and
+        asks the server to send there (the server's policy must allow multicast).
         """
         framing = self._framing()
         if self.current_mode.code == "P":
-            return self._retrieveUDP(path, MediaReceiver(consumer, framing=framing, udp=True,
-                                                         payload_types=self.current_type.payload_types))
+            receiver = MediaReceiver(consumer, framing=framing, udp=True,
+                                     payload_types=self.current_type.payload_types)
+            if multicast is not None:
+                return self._retrieveMulticast(path, receiver, *multicast)
+            return self._retrieveUDP(path, receiver)
         sink: Any = consumer if framing == "raw" else MediaReceiver(
             consumer, framing=framing, udp=False, payload_types=self.current_type.payload_types)
         return self._transferCommand(f"RETR {path}", lambda data: data.receiveInto(sink))
@@ -393,6 +399,22 @@ class CCCPClient(protocol.Protocol):
         finally:
             if ep is not None:
                 ep.close()
+            self._transfer_lock.release()
+
+    @defer.inlineCallbacks
+    def _retrieveMulticast(self, path: str, receiver: MediaReceiver, group: str, port: int) -> Any:
+        yield self._transfer_lock.acquire()
+        member = None
+        try:
+            member = multicast_receiver(self.reactor, group, port, self.transport.getHost().host)
+            member.on_datagram = receiver.datagram
+            yield self._cmd("PORT", format_host_port(group, port))
+            reply = yield self.sendCommand(f"RETR {path}", transfer=True)
+            yield _sleep(self.reactor, self.udp_grace)
+            return reply
+        finally:
+            if member is not None:
+                member.close()
             self._transfer_lock.release()
 
     @defer.inlineCallbacks

@@ -418,3 +418,58 @@ async def test_multicast_stream_to_a_group(reactor, media):
     member.close()
     assert reply.code == 226
     assert got[0] == os.path.getsize(os.path.join(media.root, "sample.ts"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_receives_from_a_multicast_group(reactor, media):
+    c = await connect(reactor, "127.0.0.1", media.port)
+    await c.type("I R 33")
+    await c.mode("P 1")
+    from cccp.client import _Collect
+    sink = _Collect()
+    r = await c.retrieve("/sample.ts", sink, multicast=("239.255.42.43", free_port("udp")))
+    assert r.code == 226
+    assert sink.value() == open(os.path.join(media.root, "sample.ts"), "rb").read()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stor_of_rtp_over_udp_records_the_ts(reactor, media):
+    c = await connect(reactor, "127.0.0.1", media.port, user="alice", password="wonderland")
+    await c.type("I R 33")
+    await c.mode("P 1")
+    r = await c.store("/rec-rtp.ts", FileMediaSource(os.path.join(media.root, "sample.ts")))
+    assert r.code == 226
+    assert open(os.path.join(media.root, "rec-rtp.ts"), "rb").read() == \
+        open(os.path.join(media.root, "sample.ts"), "rb").read()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_an_encoder_the_live_source_is_the_looped_sample(reactor, tmp_path):
+    """The built-in default: no ffmpeg, /live/testpattern loops the shipped sample in real time."""
+    from twisted.cred.checkers import AllowAnonymousAccess
+    from twisted.cred.portal import Portal
+    from cccp.realm import CCCPRealm
+    from cccp.server import CCCPFactory
+    os.makedirs(tmp_path / "m")
+    store = MediaLibrary(FileMediaStore(str(tmp_path / "m")), reactor, None, encoder=None)
+    factory = CCCPFactory(Portal(CCCPRealm(store), [AllowAnonymousAccess()]), reactor=reactor)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        c = await connect(reactor, "127.0.0.1", port.getHost().port)
+        await c.type("I M")
+        await c.mode("P 7")
+        ep = listen_udp(reactor, "127.0.0.1")
+        got = [0]
+        ep.on_datagram = lambda data, addr: got.__setitem__(0, got[0] + len(data))
+        transfer = c.streamTo("/live/testpattern", "127.0.0.1", ep.port.getHost().port)
+        await sleep(reactor, 5.0)            # longer than the 4 s sample: it loops
+        await c.abort()
+        with pytest.raises(CommandFailed):
+            await transfer
+        ep.close()
+        sample = os.path.getsize(sample_clip_path())
+        assert sample < got[0] < 2 * sample
+    finally:
+        for p in list(factory.connections):
+            p.transport.abortConnection()
+        await port.stopListening()
