@@ -728,18 +728,20 @@ class CCCPServerProtocol(protocol.Protocol):
             return self._transferEnded(reason, t)
         return self._commit(t)
 
-    def _commit(self, t: _Transfer) -> tuple[int, str] | None:
-        try:
-            t.recording.commit()
-        except Exception as e:
+    def _commit(self, t: _Transfer) -> defer.Deferred[tuple[int, str] | None]:
+        """Land the recording (a store may take its time, e.g. an upload to a camera)."""
+        def failed(f: Failure) -> tuple[int, str] | None:
             t.recording.abort()
-            self.log.failure("STOR {path}: commit failed", Failure(e), path=t.path)
-            return self._finish(t, (451, f"Requested action aborted: {e}"))
-        extra = ""
-        if t.receiver is not None and (t.receiver.depacketizer.lost or t.receiver.bad_datagrams):
-            extra = (f" ({t.receiver.depacketizer.lost} RTP packets lost, "
-                     f"{t.receiver.bad_datagrams} bad datagrams dropped)")
-        return self._finish(t, (226, f"Transfer complete: {t.transferred} bytes stored in {t.path}{extra}"))
+            self.log.failure("STOR {path}: commit failed", f, path=t.path)
+            return self._finish(t, (451, f"Requested action aborted: {f.getErrorMessage()}"))
+
+        def landed(_: Any) -> tuple[int, str] | None:
+            extra = ""
+            if t.receiver is not None and (t.receiver.depacketizer.lost or t.receiver.bad_datagrams):
+                extra = (f" ({t.receiver.depacketizer.lost} RTP packets lost, "
+                         f"{t.receiver.bad_datagrams} bad datagrams dropped)")
+            return self._finish(t, (226, f"Transfer complete: {t.transferred} bytes stored in {t.path}{extra}"))
+        return defer.maybeDeferred(t.recording.commit).addCallbacks(landed, failed)
 
     def _transferEnded(self, reason: Any, t: _Transfer) -> tuple[int, str] | None:
         if t.aborted:
@@ -763,7 +765,7 @@ class CCCPServerProtocol(protocol.Protocol):
         self._resetIdle()
         return result
 
-    def cccp_ABOR(self, arg: str | None) -> tuple[int, str]:
+    def cccp_ABOR(self, arg: str | None) -> Any:
         t = self.transfer
         if t is None:
             self._closePassive()
@@ -772,11 +774,13 @@ class CCCPServerProtocol(protocol.Protocol):
         if t.udp and t.verb == "STOR":
             # A UDP recording runs until ABOR: that is its normal end, so it is kept.
             t.data.close()
-            reply = self._commit(t)
             finished = t.finished
-            if finished is not None and not finished.called:
-                finished.callback(reply)
-            return 226, "ABOR command successful"
+
+            def answer(reply: Any) -> tuple[int, str]:
+                if finished is not None and not finished.called:
+                    finished.callback(reply)          # the STOR's own 226 goes first
+                return 226, "ABOR command successful"
+            return self._commit(t).addCallback(answer)
         self._abortTransfer()
         self.reply(426, f"Connection closed; {t.verb} {t.path} aborted after {t.transferred} bytes")
         return 226, "ABOR command successful"
