@@ -38,7 +38,9 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["max-connections", None, 64, "Control connections served at once.", int],
         ["max-per-address", None, 8, "Control connections from one address at once.", int],
         ["idle-timeout", None, 300.0, "Seconds without a command before the server hangs up (0: never).", float],
-        ["camera", None, "virtual", "Camera device: 'virtual' or 'none'."],
+        ["camera", None, "virtual",
+         "Camera: 'virtual', 'none', or 'ptpip:HOST[:PORT]' to bridge a PTP-IP camera (its pictures "
+         "become the media store)."],
         ["tape", None, "virtual", "Tape deck: 'virtual' or 'none'."],
         ["tape-length", None, 3600.0, "Length of the virtual tape in seconds.", float],
         ["multicast-ttl", None, 1, "TTL of multicast datagrams (1: this link only).", int],
@@ -64,9 +66,17 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [f"tcp:{DEFAULT_PORT}"]
-        for name in ("camera", "tape"):
-            if self[name] not in ("virtual", "none"):
-                raise usage.UsageError(f"--{name} must be 'virtual' or 'none', not {self[name]!r}")
+        if self["tape"] not in ("virtual", "none"):
+            raise usage.UsageError(f"--tape must be 'virtual' or 'none', not {self['tape']!r}")
+        camera = self["camera"]
+        if camera.startswith("ptpip:"):
+            from .adapters import parse_camera_spec
+            try:
+                parse_camera_spec(camera)
+            except ValueError as e:
+                raise usage.UsageError(f"--camera {camera!r}: {e}") from None
+        elif camera not in ("virtual", "none"):
+            raise usage.UsageError(f"--camera must be 'virtual', 'none' or 'ptpip:HOST[:PORT]', not {camera!r}")
         if self["root"] is not None and not os.path.isdir(self["root"]):
             raise usage.UsageError(f"--root {self['root']!r} is not a folder")
 
@@ -96,9 +106,18 @@ def makeService(options: Options) -> service.MultiService:
         sample = sample_clip_path()
         if sample:
             shutil.copy(sample, root)
-    camera = VirtualCamera() if options["camera"] == "virtual" else None
+    top = service.MultiService()
     deck = VirtualTapeDeck(options["tape-length"]) if options["tape"] == "virtual" else None
-    store = MediaLibrary(FileMediaStore(root, writable=not options["read-only"]), reactor, deck)
+    if options["camera"].startswith("ptpip:"):
+        from .adapters import PTPBridge, parse_camera_spec
+        host, port = parse_camera_spec(options["camera"])
+        bridge = PTPBridge(reactor, host, port)
+        bridge.setServiceParent(top)
+        camera: Any = bridge.cccp_camera
+        store: Any = bridge.cccp_store
+    else:
+        camera = VirtualCamera() if options["camera"] == "virtual" else None
+        store = MediaLibrary(FileMediaStore(root, writable=not options["read-only"]), reactor, deck)
     realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"])
     checkers = options.get("credCheckers", [])
     anonymous = options["anonymous"] or not checkers
@@ -108,7 +127,6 @@ def makeService(options: Options) -> service.MultiService:
                           max_per_address=options["max-per-address"], idle_timeout=options["idle-timeout"],
                           multicast_ok=options["multicast-ok"], multicast_ttl=options["multicast-ttl"],
                           multicast_interface=options["multicast-interface"])
-    top = service.MultiService()
     _Cleanup(cleanup).setServiceParent(top)
     for endpoint in options["listen"]:
         strports.service(endpoint, factory).setServiceParent(top)

@@ -53,3 +53,16 @@ def test_cccp_options_defaults_and_validation(tmp_path):
     svc = makeService(o)
     factory = list(svc)[1].factory
     assert factory.passive_ports == (40000, 40010) and not factory.allow_anonymous
+
+
+def test_cccp_server_can_bridge_a_ptpip_camera():
+    from cccp.adapters import PTPBridge
+    from cccp.tap import Options, makeService
+    o = Options()
+    o.parseOptions(["--camera", "ptpip:127.0.0.1:15999", "--listen", "tcp:0:interface=127.0.0.1"])
+    svc = makeService(o)
+    bridges = [s for s in svc if isinstance(s, PTPBridge)]
+    assert len(bridges) == 1 and (bridges[0].host, bridges[0].port) == ("127.0.0.1", 15999)
+    for bad in ("ptpip:", "ptpip:host:port", "usb:1"):
+        with pytest.raises(usage.UsageError):
+            Options().parseOptions(["--camera", bad])
