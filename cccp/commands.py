@@ -152,7 +152,7 @@ class ReplyParser:
 
 # -- numbers (draft sections 4 and 5) ------------------------------------------------
 
-_NUMBER = re.compile(r"^([+-])?(\d+)(?:\.(\d+))?$")
+_NUMBER = re.compile(r"^([+-])?([0-9]+)(?:\.([0-9]+))?$")
 
 
 @dataclass(frozen=True)
@@ -208,10 +208,9 @@ def parse_host_port(arg: str | None) -> tuple[str, int]:
     if not arg:
         raise SyntaxErrorInArguments("PORT needs h1,h2,h3,h4,p1,p2")
     parts = arg.strip().strip("()").split(",")
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        raise SyntaxErrorInArguments(f"Bad address {arg!r}") from None
+    if not all(re.fullmatch(r"[0-9]{1,3}", p.strip()) for p in parts):
+        raise SyntaxErrorInArguments(f"Bad address {arg!r}")
+    nums = [int(p) for p in parts]
     if len(nums) != 6 or not all(0 <= n <= 255 for n in nums):
         raise SyntaxErrorInArguments(f"Bad address {arg!r}: six numbers 0-255 expected")
     return ".".join(map(str, nums[:4])), nums[4] * 256 + nums[5]
@@ -249,6 +248,8 @@ def parse_type(arg: str | None) -> TransferType:
     if not arg:
         raise SyntaxErrorInArguments("TYPE needs an argument: A [N] or I [M profile | R pt,...]")
     words = arg.split()
+    if not words:
+        raise SyntaxErrorInArguments("TYPE needs an argument: A [N] or I [M profile | R pt,...]")
     code = words[0].upper()
     rest = words[1:]
     if code == "A":
@@ -270,10 +271,9 @@ def parse_type(arg: str | None) -> TransferType:
                 raise ParameterNotImplemented(f"MPEG2 profile {rest[1]!r} is not supported: MP@ML or SP@ML")
         elif fmt == "R":
             if len(rest) == 2:
-                try:
-                    pts = tuple(int(p) for p in rest[1].split(","))
-                except ValueError:
-                    raise SyntaxErrorInArguments(f"Bad RTP payload type list {rest[1]!r}") from None
+                if not re.fullmatch(r"[0-9]{1,3}(,[0-9]{1,3})*", rest[1]):
+                    raise SyntaxErrorInArguments(f"Bad RTP payload type list {rest[1]!r}")
+                pts = tuple(int(p) for p in rest[1].split(","))
                 if not all(0 <= p <= 127 for p in pts):
                     raise SyntaxErrorInArguments("RTP payload types are 0-127")
                 return TransferType("I", "R", None, pts)
@@ -308,7 +308,7 @@ def parse_mode(arg: str | None) -> TransferMode:
         qos = " ".join(words[1:]) or None
         return TransferMode("S", 0, qos)
     if code == "P":
-        if len(words) < 2 or not words[1].isdigit():
+        if len(words) < 2 or not re.fullmatch(r"[0-9]{1,6}", words[1]):
             raise SyntaxErrorInArguments("MODE P needs the number of payloads per UDP packet")
         n = int(words[1])
         if n < 1:
@@ -370,7 +370,7 @@ def _body(lines: list[str]) -> Iterator[str]:
 
 def parse_tsta(lines: list[str]) -> TapeStatus:
     op, _, pos = lines[0].strip().partition(" ")
-    status = TapeStatus(op.upper(), Decimal(pos) if pos else Decimal(0))
+    status = TapeStatus(op.upper(), _numbers(pos)[0] if pos else Decimal(0))
     for line in _body(lines):
         name, _, rng = line.partition(" ")
         nums = _numbers(rng) if rng else None

@@ -172,3 +172,25 @@ def test_telnet_commands_are_stripped(raw, verb):
             parse_command(raw)
     else:
         assert parse_command(raw).verb == verb
+
+
+def test_malformed_status_bodies_are_protocol_errors():
+    """Found by fuzzing: a TSTA position that is no number raised a bare decimal error."""
+    with pytest.raises(RemoteProtocolError):
+        parse_tsta(["PLAY 1.2.3"])
+    with pytest.raises(RemoteProtocolError):
+        parse_csta(["OK", "ZOOM a,b,c"])
+
+
+def test_blank_type_argument_is_501():
+    """Found by fuzzing: 'TYPE   ' raised IndexError (the server answered 451, not 501)."""
+    with pytest.raises(SyntaxErrorInArguments):
+        parse_type("   ")
+
+
+@pytest.mark.parametrize("call", [lambda: parse_mode("P ²"), lambda: parse_number("٣"),
+                                  lambda: parse_host_port("1,2,3,4,5,٦"), lambda: parse_type("I R ³")])
+def test_only_ascii_digits_are_numbers(call):
+    """Found by fuzzing: Unicode digits reached int() (a ValueError, or a silent accept)."""
+    with pytest.raises(SyntaxErrorInArguments):
+        call()
