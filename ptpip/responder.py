@@ -149,24 +149,62 @@ class ResponderProtocol(protocol.Protocol):
         self._holds: set[str] = set()
         self._draining = False
         self._timer: IDelayedCall | None = None
+        self._stall: IDelayedCall | None = None
 
     # -- Twisted ---------------------------------------------------------
     def connectionMade(self) -> None:
         self._parser = PacketParser(self.factory.max_packet_size)
         _tune_socket(self.transport)
+        self.watch = _WriteWatch(self)
+        self.transport.registerProducer(self.watch, True)
+        self.factory.connections.add(self)
+        unestablished = sum(1 for c in self.factory.connections if c.session is None)
+        if unestablished > self.factory.max_pending:
+            self.log.warn("refusing {peer}: {n} connections are already establishing",
+                          peer=self.transport.getPeer(), n=unestablished - 1)
+            self.sendPacket(InitFail(FailReason.BUSY))
+            self.close()
+            return
         self._timer = self.factory.reactor.callLater(
             self.factory.establishment_timeout, self._establishmentTimedOut)
-        self.factory.connections.add(self)
 
     def dataReceived(self, data: bytes) -> None:
         assert self._parser is not None
         self._parser.receive_data(data)
+        if self.session is not None:
+            self.session.activity()
         self._drain()
+        self._watchStall()
+
+    # -- stalls: a peer that stops sending mid-packet or mid-phase, or stops reading ----
+    def _watchStall(self) -> None:
+        """(Re)arm the receive-stall timer while the peer owes us bytes."""
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+        owed = self._parser is not None and self._parser.in_packet
+        if self.session is not None and self.role is _Role.COMMAND:
+            owed = owed or self.session.awaitingData()
+        if owed and not self._holds and self.role is not _Role.CLOSED and self.factory.stall_timeout:
+            self._stall = self.factory.reactor.callLater(self.factory.stall_timeout, self._stalled,
+                                                         "stopped sending in the middle of a packet or data phase")
+
+    def _stalled(self, why: str) -> None:
+        self._stall = None
+        if self.role is _Role.CLOSED:
+            return
+        self.log.warn("closing {role} connection from {peer}: {why} for {t} s",
+                      role=self.role.value, peer=self.transport.getPeer(), why=why,
+                      t=self.factory.stall_timeout)
+        self.close(abort=True)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.factory.connections.discard(self)
         previous, self.role = self.role, _Role.CLOSED
         self._cancelTimer()
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self.watch.stop()
         if previous is _Role.COMMAND and self.session is None:
             self.factory._pending.pop(self.connection_number, None)
         if self.session is not None:
@@ -186,6 +224,7 @@ class ResponderProtocol(protocol.Protocol):
         if not self._holds and self.role is not _Role.CLOSED:
             self.transport.resumeProducing()
             self._drain()
+            self._watchStall()
 
     def _drain(self) -> None:
         if self._draining:
@@ -240,9 +279,13 @@ class ResponderProtocol(protocol.Protocol):
             self.sendPacket(InitFail(reason))
         self.close()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Close; *abort* drops what is still buffered (for a peer that stopped reading)."""
         if self.role is not _Role.CLOSED and self.transport is not None:
-            self.transport.loseConnection()
+            if abort:
+                self.transport.abortConnection()
+            else:
+                self.transport.loseConnection()
             self._holds.add("closing")
 
     def abort(self) -> None:
@@ -282,6 +325,59 @@ def _tune_socket(transport: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
         except OSError:
             pass
+
+
+@implementer(IPushProducer)
+class _WriteWatch:
+    """The producer a channel's transport pauses when the peer stops reading.
+
+    It passes pause/resume on to the current data-in source (:attr:`inner`), and
+    closes the connection if the peer has not read for ``stall_timeout`` seconds,
+    so write buffers stay bounded.
+    """
+
+    def __init__(self, proto: "ResponderProtocol") -> None:
+        self.proto = proto
+        self.inner: Any = None
+        self.paused = False
+        self._timer: IDelayedCall | None = None
+
+    def setInner(self, producer: Any) -> None:
+        self.inner = producer
+        if producer is not None and self.paused:
+            producer.pauseProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self.inner is not None:
+            self.inner.pauseProducing()
+        timeout = self.proto.factory.stall_timeout
+        if timeout and self._timer is None:
+            self._timer = self.proto.factory.reactor.callLater(
+                timeout, self._expired)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._cancel()
+        if self.inner is not None:
+            self.inner.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._cancel()
+        if self.inner is not None:
+            self.inner.stopProducing()
+
+    def stop(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        self.proto._stalled("stopped reading (our send buffer stayed full)")
 
 
 @implementer(IIncomingData, IPushProducer)
@@ -410,10 +506,10 @@ class _DataInWriter:
         self.over = False
 
     def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self._session.command.transport.registerProducer(producer, streaming)
+        self._session.command.watch.setInner(producer)
 
     def unregisterProducer(self) -> None:
-        self._session.command.transport.unregisterProducer()
+        self._session.command.watch.setInner(None)
 
     def write(self, data: bytes) -> None:
         if self.over or self._session.closed:
@@ -462,9 +558,71 @@ class ResponderSession:
         self._stale_tid: int | None = None       # data packets of it are discarded
         self._cancelled_tid: int | None = None
         self.events = _EventSink(self)
+        self.last_activity = factory.reactor.seconds()
+        self._idle: IDelayedCall | None = None
+        self._probe: defer.Deferred[bool] | None = None
+        self._probe_timer: IDelayedCall | None = None
 
     def start(self) -> None:
         self.handler = IResponderSession(self.factory.device.newSession(self.initiator, self.events))
+        self.activity()
+
+    # -- liveness -------------------------------------------------------------
+    def activity(self) -> None:
+        """Something arrived from the initiator: it is alive and not idle."""
+        self.last_activity = self.factory.reactor.seconds()
+        timeout = self.factory.idle_timeout
+        if timeout and not self.closed:
+            if self._idle is not None and self._idle.active():
+                self._idle.reset(timeout)
+            else:
+                self._idle = self.factory.reactor.callLater(timeout, self._idleTimedOut)
+
+    def _idleTimedOut(self) -> None:
+        self._idle = None
+        if self.closed:
+            return
+        if self._phase is not _Phase.IDLE:
+            self.activity()            # a transaction in progress is not idleness
+            return
+        self.log.info("session {number} with {name!r} idle for {t} s; closing",
+                      number=self.initiator.connection_number, name=self.initiator.friendly_name,
+                      t=self.factory.idle_timeout)
+        self.close()
+
+    def awaitingData(self) -> bool:
+        """True while the initiator owes us the rest of a data-out phase."""
+        return self._phase in (_Phase.WAIT_START_DATA, _Phase.DATA_OUT, _Phase.CANCELLING)
+
+    @property
+    def busy(self) -> bool:
+        return self._phase is not _Phase.IDLE
+
+    def probe(self, timeout: float) -> defer.Deferred[bool]:
+        """Send a Probe Request (spec 2.3.13); fires True on the answer, False (and the
+        session is closed) when none comes within *timeout* seconds."""
+        if self._probe is not None:
+            return self._probe
+        d = self._probe = defer.Deferred()
+        self.event.sendPacket(ProbeRequest())
+
+        def expired() -> None:
+            self._probe_timer = None
+            self._probe = None
+            self.log.warn("session {number} with {name!r} did not answer a probe; reclaiming it",
+                          number=self.initiator.connection_number, name=self.initiator.friendly_name)
+            self.close()
+            d.callback(False)
+        self._probe_timer = self.factory.reactor.callLater(timeout, expired)
+        return d
+
+    def _probeAnswered(self) -> None:
+        d, self._probe = self._probe, None
+        if self._probe_timer is not None and self._probe_timer.active():
+            self._probe_timer.cancel()
+        self._probe_timer = None
+        if d is not None:
+            d.callback(True)
 
     # -- command channel ----------------------------------------------------
     def commandPacket(self, packet: Packet) -> None:
@@ -492,7 +650,7 @@ class ResponderSession:
         elif isinstance(packet, ProbeRequest):
             self.command.sendPacket(ProbeResponse())
         elif isinstance(packet, ProbeResponse):
-            pass
+            self._probeAnswered()
         else:
             raise UnexpectedPacket(f"{type(packet).__name__} on an established command channel")
 
@@ -552,7 +710,7 @@ class ResponderSession:
         if isinstance(packet, ProbeRequest):
             self.event.sendPacket(ProbeResponse())
         elif isinstance(packet, ProbeResponse):
-            pass
+            self._probeAnswered()
         elif isinstance(packet, Cancel):
             self.cancel(packet.transaction_id, "event")
         else:
@@ -695,6 +853,12 @@ class ResponderSession:
             return
         self.closed = True
         self.factory.sessions.discard(self)
+        for timer in (self._idle, self._probe_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        if self._probe is not None:
+            d, self._probe = self._probe, None
+            d.callback(False)
         self.command.close()
         self.event.close()
         if self._source is not None:
@@ -734,6 +898,14 @@ class ResponderFactory(protocol.Factory):
     :param max_sessions: established sessions beyond which Init Fail BUSY is answered.
     :param establishment_timeout: seconds for both channels to be up (spec: 30).
     :param reactor: an ``IReactorTime`` (inject a ``task.Clock`` in tests).
+    :param max_pending: connections still establishing at once; more get Init Fail BUSY.
+    :param max_per_address: sessions (and handshakes) from one address; more get BUSY.
+    :param stall_timeout: seconds a peer may stop sending mid-packet or mid-data-phase, or
+        stop reading what we send, before its connection is closed (0: never).
+    :param idle_timeout: seconds without any packet before an idle session is closed (None: never).
+    :param probe_timeout: seconds to wait for a Probe Response (spec: 10).
+    :param probe_idle: when the session limit is reached, sessions idle this long are
+        probed and reclaimed if they do not answer, before BUSY is answered (spec 2.3.13).
     """
 
     protocol = ResponderProtocol
@@ -745,7 +917,9 @@ class ResponderFactory(protocol.Factory):
                  reactor: IReactorTime | None = None,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
                  data_packet_size: int = DATA_PACKET_SIZE,
-                 version: int = PROTOCOL_VERSION) -> None:
+                 version: int = PROTOCOL_VERSION, max_pending: int = 16, max_per_address: int = 8,
+                 stall_timeout: float = 60.0, idle_timeout: float | None = None,
+                 probe_timeout: float = 10.0, probe_idle: float = 10.0) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor  # type: ignore[assignment]
@@ -760,6 +934,12 @@ class ResponderFactory(protocol.Factory):
         self.max_packet_size = max_packet_size
         self.data_packet_size = data_packet_size
         self.version = version
+        self.max_pending = max_pending
+        self.max_per_address = max_per_address
+        self.stall_timeout = stall_timeout
+        self.idle_timeout = idle_timeout
+        self.probe_timeout = probe_timeout
+        self.probe_idle = probe_idle
         self.connections: set[ResponderProtocol] = set()
         self.sessions: set[ResponderSession] = set()
         self._pending: dict[int | None, ResponderProtocol] = {}
@@ -790,9 +970,33 @@ class ResponderFactory(protocol.Factory):
             self._refuse(proto, FailReason.REJECTED_INITIATOR,
                          f"initiator {info.guid.hex()} ({info.friendly_name!r}) is not allowed")
             return
+        host = getattr(info.address, "host", None)
+        same = sum(1 for s in self.sessions if getattr(s.initiator.address, "host", None) == host)
+        same += sum(1 for p in self._pending.values()
+                    if p.initiator is not None and getattr(p.initiator.address, "host", None) == host)
+        if same >= self.max_per_address:
+            self._refuse(proto, FailReason.BUSY, f"{same} sessions from {host} already")
+            return
+        if len(self.sessions) + len(self._pending) >= self.max_sessions:
+            self._reclaim().addCallback(self._afterReclaim, proto, info)
+            return
+        self._ack(proto, info)
+
+    def _reclaim(self) -> defer.Deferred[Any]:
+        """Probe sessions idle for ``probe_idle`` seconds; those that do not answer are closed."""
+        now = self.reactor.seconds()
+        idle = [s for s in self.sessions if not s.busy and now - s.last_activity >= self.probe_idle]
+        return defer.DeferredList([s.probe(self.probe_timeout) for s in idle])
+
+    def _afterReclaim(self, _: Any, proto: ResponderProtocol, info: InitiatorInfo) -> None:
+        if proto.role is _Role.CLOSED:
+            return
         if len(self.sessions) + len(self._pending) >= self.max_sessions:
             self._refuse(proto, FailReason.BUSY, f"{self.max_sessions} sessions already")
             return
+        self._ack(proto, info)
+
+    def _ack(self, proto: ResponderProtocol, info: InitiatorInfo) -> None:
         number = self._newConnectionNumber()
         info.connection_number = number
         info.version = min(info.version, self.version)
