@@ -133,10 +133,10 @@ class ReplyParser:
     def line(self, raw: str) -> Reply | None:
         raw = raw.rstrip("\r")
         if self._code is None:
-            m = re.match(r"^(\d{3})([ -])(.*)$", raw) or re.match(r"^(\d{3})()$", raw)
+            m = re.match(r"^([0-9]{3})(?:([ -])(.*))?$", raw, re.S)
             if not m:
                 raise RemoteProtocolError(f"not a reply line: {raw[:80]!r}")
-            code, sep, text = m.group(1), m.group(2), m.group(3)
+            code, sep, text = m.group(1), m.group(2) or " ", m.group(3) or ""
             if sep == "-":
                 self._code, self._lines = code, [text]
                 return None

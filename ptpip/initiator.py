@@ -265,7 +265,9 @@ class InitiatorSession:
     log = Logger()
 
     def __init__(self, command: _Channel, event: _Channel, ack: InitCommandAck, guid: bytes,
-                 friendly_name: str, data_packet_size: int = DATA_PACKET_SIZE) -> None:
+                 friendly_name: str, data_packet_size: int = DATA_PACKET_SIZE, *,
+                 reactor: Any = None, probe_interval: float | None = None,
+                 probe_timeout: float = 10.0) -> None:
         self._command = command
         self._event = event
         command.owner = event.owner = self
@@ -285,6 +287,46 @@ class InitiatorSession:
         self._close_reason: Exception | None = None
         self.whenClosed: defer.Deferred[None] = defer.DeferredList(
             [command.whenClosed, event.whenClosed]).addCallback(lambda _: None)
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
+        self.reactor = reactor
+        #: Probe the responder when a transaction has heard nothing for this long (None: never).
+        self.probe_interval = probe_interval
+        self.probe_timeout = probe_timeout
+        self._last_rx = reactor.seconds()
+        self._probe_check: Any = None
+        self._probe_wait: Any = None
+
+    # -- probing during long transactions (spec 2.3.13) ------------------------------
+    def _armProbe(self) -> None:
+        if self.probe_interval is None or self.closed or self._probe_wait is not None:
+            return
+        if self._probe_check is not None and self._probe_check.active():
+            return
+        if self._current is None:
+            return
+        due = max(0.0, self._last_rx + self.probe_interval - self.reactor.seconds())
+        self._probe_check = self.reactor.callLater(due, self._maybeProbe)
+
+    def _maybeProbe(self) -> None:
+        self._probe_check = None
+        if self.closed or self._current is None:
+            return
+        if self.reactor.seconds() - self._last_rx < self.probe_interval:   # type: ignore[operator]
+            self._armProbe()
+            return
+        self._event.sendPacket(ProbeRequest())
+        self._probe_wait = self.reactor.callLater(self.probe_timeout, self._probeExpired)
+
+    def _probeExpired(self) -> None:
+        self._probe_wait = None
+        self.log.warn("the responder did not answer a Probe Request within {t} s; closing", t=self.probe_timeout)
+        self._shutdown(ConnectionClosed(
+            f"the responder did not answer a Probe Request within {self.probe_timeout:g} s"))
+
+    def _heard(self) -> None:
+        self._last_rx = self.reactor.seconds()
 
     # -- public API -----------------------------------------------------------
     def request(self, code: int, *params: int, data: Any = None,
@@ -362,6 +404,8 @@ class InitiatorSession:
         t.tid = self._tidFor(t.code)
         phase = DataPhase.DATA_OUT if t.source is not None else DataPhase.NO_DATA_OR_DATA_IN
         self._command.sendPacket(OperationRequest(phase, t.code, t.tid, t.params))
+        self._heard()
+        self._armProbe()
         if t.into is not None and not t.collect:
             t.into.registerProducer(t, True)
         if t.source is not None:
@@ -397,6 +441,12 @@ class InitiatorSession:
         self._command.sendPacket(EndData(t.tid))
 
     def packetReceived(self, channel: _Channel, packet: Packet) -> None:
+        self._heard()
+        if isinstance(packet, ProbeResponse) and self._probe_wait is not None:
+            self._probe_wait.cancel()
+            self._probe_wait = None
+            self._armProbe()
+            return
         if channel is self._event:
             if isinstance(packet, Event):
                 for callback in list(self._subscribers):
@@ -486,6 +536,9 @@ class InitiatorSession:
             return
         self.closed = True
         self._close_reason = error
+        for timer in (self._probe_check, self._probe_wait):
+            if timer is not None and timer.active():
+                timer.cancel()
         pending = ([self._current] if self._current else []) + list(self._queue)
         self._current = None
         self._queue.clear()
@@ -513,7 +566,8 @@ class _ChannelFactory(protocol.Factory):
 def connectEndpoints(command_endpoint: IStreamClientEndpoint, event_endpoint: IStreamClientEndpoint,
                      guid: bytes = DEFAULT_GUID, friendly_name: str = "ptpip initiator",
                      version: int = PROTOCOL_VERSION, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
-                     data_packet_size: int = DATA_PACKET_SIZE) -> Any:
+                     data_packet_size: int = DATA_PACKET_SIZE, reactor: Any = None,
+                     probe_interval: float | None = None, probe_timeout: float = 10.0) -> Any:
     """Establish a PTP-IP connection over two endpoints (spec 2.2.3.1)."""
     request = InitCommandRequest(guid, friendly_name, version)    # validates before connecting
     factory = _ChannelFactory(max_packet_size)
@@ -541,7 +595,8 @@ def connectEndpoints(command_endpoint: IStreamClientEndpoint, event_endpoint: IS
     except BaseException:
         command.transport.loseConnection()
         raise
-    session = InitiatorSession(command, event, ack, guid, friendly_name, data_packet_size)
+    session = InitiatorSession(command, event, ack, guid, friendly_name, data_packet_size, reactor=reactor,
+                               probe_interval=probe_interval, probe_timeout=probe_timeout)
     # Packets that arrived right behind the acks are now the session's.
     command.resume()
     event.resume()
@@ -557,6 +612,6 @@ def connect(reactor: Any, host: str, port: int = DEFAULT_PORT, *, event_port: in
     """
     cmd = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
     evt = TCP4ClientEndpoint(reactor, host, event_port or port, timeout=timeout)
-    d = connectEndpoints(cmd, evt, **kwargs)
+    d = connectEndpoints(cmd, evt, reactor=reactor, **kwargs)
     d.addTimeout(timeout, reactor)
     return d

@@ -72,7 +72,7 @@ from .packets import (
 from .streams import BytesConsumer, BytesSource
 
 __all__ = [
-    "Response", "OperationError", "AcceptAllPolicy", "InitiatorInfo",
+    "Response", "OperationError", "InitiatorInfo",
     "ResponderFactory", "ResponderProtocol", "ResponderSession", "DEFAULT_PORT",
 ]
 
@@ -98,14 +98,6 @@ class OperationError(RemoteProtocolError):
     def __init__(self, code: int, message: str = "", params: tuple[int, ...] = ()) -> None:
         super().__init__(message or code_name(code), response_code=code)  # type: ignore[arg-type]
         self.params = params
-
-
-@implementer(IInitiatorPolicy)
-class AcceptAllPolicy:
-    """Accepts every initiator, the anonymous one included."""
-
-    def accept(self, initiator: IInitiatorInfo) -> bool:
-        return True
 
 
 @implementer(IInitiatorInfo)
@@ -927,6 +919,7 @@ class ResponderFactory(protocol.Factory):
         self.guid = guid if guid is not None else _random_guid()
         InitCommandAck(1, self.guid, friendly_name)      # validates the GUID and the name now
         self.friendly_name = friendly_name
+        from .policy import AcceptAllPolicy
         self.policy = IInitiatorPolicy(policy) if policy is not None else AcceptAllPolicy()
         self.max_sessions = max_sessions
         self.establishment_timeout = establishment_timeout

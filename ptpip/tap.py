@@ -37,8 +37,14 @@ class Options(usage.Options):
         ["model", None, "Virtual Camera", "Model string of DeviceInfo."],
         ["manufacturer", None, "Twisted PTP-IP", "Manufacturer string of DeviceInfo."],
         ["scan-interval", None, 2.0, "Seconds between scans of the folder for added/removed files (0: off).", float],
+        ["allow-list", None, None, "Accept only the initiator GUIDs listed in this file (one per line)."],
+        ["pair", None, None, "Pairing mode: accept and remember the next new initiator in this GUID file."],
+        ["max-per-address", None, 8, "Sessions from one address at once.", int],
+        ["stall-timeout", None, 60.0, "Seconds a peer may stall mid-packet or stop reading (0: never).", float],
+        ["idle-timeout", None, 0.0, "Seconds before an idle session is closed (0: never).", float],
     ]
     optFlags = [
+        ["no-anonymous", None, "Refuse the anonymous (all-0xFF GUID) initiator."],
         ["allow-format", None, "Let FormatStore erase the folder."],
         ["read-only", None, "Refuse uploads, deletions and protection changes."],
     ]
@@ -63,6 +69,15 @@ class Options(usage.Options):
             encode_friendly_name(self["name"])
         except LocalProtocolError as e:
             raise usage.UsageError(str(e)) from None
+        if self["allow-list"] and self["pair"]:
+            raise usage.UsageError("use --allow-list or --pair, not both (--pair keeps its own list)")
+        from .policy import read_guids
+        for opt in ("allow-list", "pair"):
+            if self[opt]:
+                try:
+                    read_guids(self[opt])
+                except (ValueError, OSError) as e:
+                    raise usage.UsageError(f"--{opt}: {e}") from None
 
 
 class _CameraService(service.Service):
@@ -91,8 +106,19 @@ def makeService(options: Options) -> service.MultiService:
         root, capture_folder=options["capture-folder"], allow_format=options["allow-format"],
         read_only=options["read-only"], model=options["model"], manufacturer=options["manufacturer"],
         scan_interval=options["scan-interval"] or None)
+    from .policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy
+    anonymous = not options["no-anonymous"]
+    if options["allow-list"]:
+        policy: Any = AllowListPolicy(options["allow-list"], anonymous=anonymous)
+    elif options["pair"]:
+        policy = PairingPolicy(options["pair"], anonymous=anonymous)
+    else:
+        policy = AcceptAllPolicy(anonymous=anonymous)
     factory = ResponderFactory(camera, guid=options["guid"], friendly_name=options["name"],
-                               max_sessions=options["max-sessions"])
+                               max_sessions=options["max-sessions"], policy=policy,
+                               max_per_address=options["max-per-address"],
+                               stall_timeout=options["stall-timeout"],
+                               idle_timeout=options["idle-timeout"] or None)
     top = service.MultiService()
     _CameraService(camera, cleanup).setServiceParent(top)
     for endpoint in options["listen"]:

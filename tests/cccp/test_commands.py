@@ -194,3 +194,10 @@ def test_only_ascii_digits_are_numbers(call):
     """Found by fuzzing: Unicode digits reached int() (a ValueError, or a silent accept)."""
     with pytest.raises(SyntaxErrorInArguments):
         call()
+
+
+def test_bare_reply_code_line():
+    """Found by fuzzing: a reply line of just three digits crashed the parser."""
+    assert ReplyParser().line("200").code == 200
+    with pytest.raises(RemoteProtocolError):
+        ReplyParser().line("2x0 nope")
