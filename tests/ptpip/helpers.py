@@ -40,8 +40,11 @@ class ScriptedSession:
     def handleOperation(self, request: Any, incoming: Any) -> Any:
         code = request.code
         if code == OP_DATA_IN:
-            return Response(params=(request.params[0],), data=self.device.source(request.params[0]))
+            n = request.params[0] if request.params else 0
+            return Response(params=(n,), data=self.device.source(n))
         if code == OP_DATA_OUT:
+            if incoming is None:
+                raise OperationError(0x2007, "this operation needs a data-out phase")
             self.consumer = BytesConsumer()
             d = incoming.deliverTo(self.consumer)
 

@@ -317,3 +317,72 @@ async def test_initiator_answers_probe_requests(reactor, responder):
     session.event.sendPacket(ProbeRequest())
     assert isinstance(await answered.addTimeout(5, reactor), ProbeResponse)
     await client.close()
+
+
+@implementer(IDataSource)
+class FailingSource:
+    """Writes some bytes, then fails (a read error on the camera)."""
+
+    length = 1_000_000
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        consumer.write(b"p" * 300_000)
+        return defer.fail(OSError("card read error"))
+
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def stopProducing(self) -> None: ...
+
+
+@pytest_twisted.ensureDeferred
+async def test_responder_generated_cancel_during_data_in_is_discarded_by_the_initiator(reactor):
+    """5.6.2 case 2: the responder stops the data-in and answers an error; the initiator
+    discards the partial data and the session goes on."""
+    from ptpip.responder import ResponderFactory
+    from .helpers import OP_DATA_IN, ScriptedDevice
+    device = ScriptedDevice()
+    device.source = lambda n: FailingSource() if n == 1 else b"ok"
+    factory = ResponderFactory(device)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        session = await connect(reactor, "127.0.0.1", port.getHost().port)
+        r = await session.request(OP_DATA_IN, 1)
+        assert r.code == ResponseCode.GeneralError and r.data is None
+        r = await session.request(OP_DATA_IN, 2)
+        assert r.ok and r.data == b"ok"
+        await session.close()
+    finally:
+        for proto in list(factory.connections):
+            proto.transport.abortConnection()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_initiator_probes_a_silent_responder_and_gives_up_after_the_timeout(reactor):
+    """A responder that acks, then never answers (nor a Probe Request): the initiator's
+    request fails once the probe goes unanswered, instead of hanging."""
+    from twisted.internet import protocol as tproto
+    from ptpip.errors import ConnectionClosed
+    from ptpip.framing import PacketParser
+    from ptpip.packets import InitCommandAck, InitCommandRequest, InitEventAck, InitEventRequest
+
+    class Mute(tproto.Protocol):
+        def connectionMade(self) -> None:
+            self.parser = PacketParser()
+
+        def dataReceived(self, data: bytes) -> None:
+            self.parser.receive_data(data)
+            for p in self.parser.events():
+                if isinstance(p, InitCommandRequest):
+                    self.transport.write(InitCommandAck(7, b"\x01" * 16, "mute").encode())
+                elif isinstance(p, InitEventRequest):
+                    self.transport.write(InitEventAck().encode())
+                # everything else, Probe Requests included, is ignored
+
+    port = reactor.listenTCP(0, tproto.Factory.forProtocol(Mute), interface="127.0.0.1")
+    try:
+        session = await connect(reactor, "127.0.0.1", port.getHost().port, probe_interval=0.2, probe_timeout=0.3)
+        with pytest.raises(ConnectionClosed, match="did not answer a Probe Request"):
+            await session.request(0x1001).addTimeout(5, reactor)
+    finally:
+        await port.stopListening()
