@@ -230,11 +230,12 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def download(self, handle: int, path: str, *, resume: bool = True,
-                 progress: Progress | None = None) -> Any:
+                 progress: Progress | None = None, sync: bool = False) -> Any:
         """Download *handle* to *path* atomically (``path.part``, then rename).
 
         A ``.part`` left by an interrupted download is continued with
-        GetPartialObject when the device supports it. Returns the byte count.
+        GetPartialObject when the device supports it. *sync* forces the bytes to
+        disk (fsync) before the rename. Returns the byte count.
         """
         info = yield self.getObjectInfo(handle)
         total = info.object_compressed_size
@@ -250,7 +251,8 @@ class PTPClient:
             else:
                 yield self.getObject(handle, consumer)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         size = os.path.getsize(part)
         if total != 0xFFFFFFFF and size != total:
             raise PTPIPError(f"downloaded {size} bytes of {total}; kept {part} to resume")

@@ -72,11 +72,15 @@ class PacketParser:
         self._data_tid: int | None = None
         self._remaining = 0
         self._error: FramingError | None = None
+        # A received chunk held as is while it is payload (no copy), and our offset in it.
+        self._direct: bytes | None = None
+        self._dpos = 0
 
     @property
     def pending(self) -> int:
         """Bytes received but not yet returned as (part of) a packet."""
-        return len(self._buf) - self._pos
+        direct = len(self._direct) - self._dpos if self._direct is not None else 0
+        return len(self._buf) - self._pos + direct
 
     @property
     def in_packet(self) -> bool:
@@ -87,7 +91,20 @@ class PacketParser:
         if self._pos and self._pos == len(self._buf):
             self._buf.clear()
             self._pos = 0
+        if not self._buf and self._direct is None and self._data_tid is not None and self._remaining:
+            # Fast path for bulk data: hand the payload on without copying it into the buffer.
+            self._direct = bytes(data) if not isinstance(data, bytes) else data
+            self._dpos = 0
+            return
+        self._flush_direct()
         self._buf += data
+
+    def _flush_direct(self) -> None:
+        """Move what is left of a directly held chunk into the buffer."""
+        if self._direct is not None:
+            rest = self._direct[self._dpos:]
+            self._direct = None
+            self._buf += rest
 
     def events(self) -> Iterator[Packet]:
         """Every packet (or data piece) that can be parsed from the bytes so far."""
@@ -111,6 +128,10 @@ class PacketParser:
         return event
 
     def _next(self) -> Packet | _NeedData:
+        if self._direct is not None:
+            if self._data_tid is not None and self._remaining:
+                return self._next_direct()
+            self._flush_direct()
         buf, pos = self._buf, self._pos
         avail = len(buf) - pos
         if self._type is None:
@@ -146,6 +167,23 @@ class PacketParser:
         self._pos += n
         self._remaining -= n
         tid = self._data_tid
+        if self._remaining:
+            return Data(tid, chunk)
+        end = self._type == PacketType.END_DATA
+        self._type = self._data_tid = None
+        return EndData(tid, chunk) if end else Data(tid, chunk)
+
+    def _next_direct(self) -> Packet:
+        direct, dpos = self._direct, self._dpos
+        assert direct is not None
+        n = min(len(direct) - dpos, self._remaining)
+        chunk = direct[dpos:dpos + n] if (dpos or n != len(direct)) else direct
+        self._dpos = dpos + n
+        if self._dpos == len(direct):
+            self._direct = None
+        self._remaining -= n
+        tid = self._data_tid
+        assert tid is not None
         if self._remaining:
             return Data(tid, chunk)
         end = self._type == PacketType.END_DATA

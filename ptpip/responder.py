@@ -11,6 +11,7 @@ and an :class:`~ptpip.interfaces.IResponderSession` obtained from the device.
 from __future__ import annotations
 
 import enum
+import os
 import secrets
 import socket
 import uuid
@@ -370,6 +371,153 @@ class _WriteWatch:
     def _expired(self) -> None:
         self._timer = None
         self.proto._stalled("stopped reading (our send buffer stayed full)")
+
+
+class _SendfileStopped(Exception):
+    pass
+
+
+@implementer(IPushProducer)
+class _SendfilePump:
+    """Data-in of a plain file with ``os.sendfile``: Data/End Data headers are written
+    to the socket, the payload goes from the page cache straight to it.
+
+    It uses Twisted's TCP transport (its socket, its write buffer, its producer
+    protocol) to keep packets in order and to wait for writability; where that is
+    not available (other transports, TLS, tests in memory) the ordinary path is used.
+    """
+
+    def __init__(self, session: "ResponderSession", tid: int, fd: int, offset: int, length: int,
+                 closer: Callable[[], None]) -> None:
+        self.session = session
+        self.tid = tid
+        self.fd = fd
+        self.offset = offset
+        self.remaining = length
+        self.closer = closer
+        self.in_packet = 0
+        self.started = False
+        self.paused = False
+        self.stopped = False
+        self.done: defer.Deferred[None] = defer.Deferred()
+        self._stall: IDelayedCall | None = None
+
+    @classmethod
+    def attempt(cls, session: "ResponderSession", tid: int, source: Any) -> "_SendfilePump | None":
+        from .streams import FileSource
+        transport = session.command.transport
+        if not isinstance(source, FileSource) or not hasattr(os, "sendfile") or not source.sendfile_ok():
+            return None
+        if not all(hasattr(transport, a) for a in ("socket", "dataBuffer", "offset", "_tempDataLen",
+                                                   "startWriting", "producerPaused")):
+            return None
+        if getattr(transport, "TLS", False) or hasattr(transport, "getPeerCertificate"):
+            return None
+        fd, offset, length = source.take_file()
+        return cls(session, tid, fd, offset, length, source.close)
+
+    def start(self) -> defer.Deferred[None]:
+        self.session.command.watch.setInner(self)
+        if not self.paused:
+            self._pump()
+        return self.done
+
+    # -- IPushProducer ------------------------------------------------------------
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._cancelStall()
+        self._pump()
+
+    def stopProducing(self) -> None:
+        self._finish(_SendfileStopped("stopped"))
+
+    # -- the pump ------------------------------------------------------------------
+    def _wait(self) -> None:
+        """Wait for the socket (or Twisted's buffer) to drain; we are resumed then."""
+        t = self.session.command.transport
+        t.producerPaused = True
+        t.startWriting()
+        timeout = self.session.factory.stall_timeout
+        if timeout and self._stall is None:
+            self._stall = self.session.factory.reactor.callLater(
+                timeout, self.session.command._stalled, "stopped reading (our send buffer stayed full)")
+
+    def _cancelStall(self) -> None:
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+    def _pump(self) -> None:
+        t = self.session.command.transport
+        packet_size = self.session.factory.data_packet_size
+        try:
+            while not self.paused and not self.stopped:
+                if len(t.dataBuffer) - t.offset or t._tempDataLen:
+                    self._wait()                 # Twisted still holds bytes: they go first
+                    return
+                if self.in_packet == 0:
+                    if self.remaining == 0 and self.started:
+                        self._finish(None)
+                        return
+                    n = min(packet_size, self.remaining)
+                    last = n == self.remaining
+                    header = (EndData if last else Data)(self.tid).header(n)
+                    self.started = True
+                    try:
+                        sent = t.socket.send(header)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent < len(header):
+                        t.write(header[sent:])
+                    self.in_packet = n
+                    if n == 0:
+                        continue
+                    if sent < len(header):
+                        self._wait()
+                        return
+                try:
+                    k = os.sendfile(t.socket.fileno(), self.fd, self.offset, self.in_packet)
+                except BlockingIOError:
+                    self._wait()
+                    return
+                if k == 0:
+                    raise OSError(f"the file ended with {self.remaining} bytes still to send")
+                self.offset += k
+                self.in_packet -= k
+                self.remaining -= k
+        except OSError as e:
+            self._finish(e)
+
+    def _completePacket(self) -> None:
+        """Stopping mid-packet would break the framing: queue the rest of the packet
+        (at most one data packet) through Twisted's buffer, zero-padded if unreadable."""
+        if self.in_packet:
+            try:
+                rest = os.pread(self.fd, self.in_packet, self.offset)
+            except OSError:
+                rest = b""
+            t = self.session.command.transport
+            if not getattr(t, "disconnected", False):
+                t.write(rest + bytes(self.in_packet - len(rest)))
+            self.in_packet = 0
+
+    def _finish(self, error: Exception | None) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._cancelStall()
+        if error is not None:
+            self._completePacket()
+        self.closer()
+        if error is None:
+            self.done.callback(None)
+        elif isinstance(error, _SendfileStopped):
+            return                                 # cancelled or closed: nobody waits for it
+        else:
+            self.done.errback(error)
 
 
 @implementer(IIncomingData, IPushProducer)
@@ -793,11 +941,32 @@ class ResponderSession:
         self._phase = _Phase.DATA_IN
         total = UNKNOWN_LENGTH if source.length is None else source.length
         self.command.sendPacket(StartData(tid, total))
+        pump = _SendfilePump.attempt(self, tid, source)
+        if pump is not None:
+            # A plain file on a TCP socket: the kernel copies it (sendfile), we only frame it.
+            self._source = pump
+            d = pump.start()
+            d.addBoth(self._sendfileDone, request, response)
+            d.addErrback(self._internalError)
+            return
         writer = self._writer = _DataInWriter(self, tid, source.length)
         writer.registerProducer(source, True)
         d = defer.maybeDeferred(source.startProducing, writer)
         d.addBoth(self._dataInDone, request, response, writer)
         d.addErrback(self._internalError)
+
+    def _sendfileDone(self, result: Any, request: OperationRequest, response: Response) -> None:
+        self.command.watch.setInner(None)
+        if self.closed or request is not self._request or self._phase is not _Phase.DATA_IN:
+            return
+        self._source = None
+        if isinstance(result, Failure):
+            # Responder-generated cancel during data-in (5.6.2 case 2): no End Data was sent.
+            self.log.failure("data-in by sendfile failed on {op}", result, op=code_name(request.code))
+            self._sendResponse(OperationResponse(ResponseCode.GeneralError, request.transaction_id))
+        else:
+            self._sendResponse(OperationResponse(response.code, request.transaction_id, response.params))
+        self._endTransaction()
 
     def _dataInDone(self, result: Any, request: OperationRequest, response: Response,
                     writer: _DataInWriter) -> None:

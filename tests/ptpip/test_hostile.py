@@ -262,15 +262,24 @@ async def test_25_huge_data_packet_then_silence_is_cut_off(reactor, camera):
 
 @pytest_twisted.ensureDeferred
 async def test_26_peer_that_never_reads_a_download_is_cut_off(reactor, camera):
-    cmd, evt = await session(reactor, camera.port)
-    cmd.transport.pauseProducing()                      # stop reading our socket
-    cmd.send(OperationRequest(IN, Op.GetObject, 1, (camera.camera.store._by_path["big.avi"],)))
-    for _ in range(100):
-        await sleep(reactor, 0.05)
-        if not camera.factory.sessions:
-            break
-    assert not camera.factory.sessions
-    cmd.transport.resumeProducing()
+    """More than socket buffers can hold (64 MB), to a peer that stops reading."""
+    huge = os.path.join(camera.root, "huge.bin")
+    c_make = __import__("bench.common", fromlist=["make_file"]).make_file
+    c_make(huge, 64 << 20, b"RIFF\x00\x00\x00\x00AVI ")
+    camera.camera.store.scan(announce=False)
+    try:
+        cmd, evt = await session(reactor, camera.port)
+        cmd.transport.pauseProducing()                      # stop reading our socket
+        cmd.send(OperationRequest(IN, Op.GetObject, 1, (camera.camera.store._by_path["huge.bin"],)))
+        for _ in range(100):
+            await sleep(reactor, 0.05)
+            if not camera.factory.sessions:
+                break
+        assert not camera.factory.sessions
+        cmd.transport.resumeProducing()
+    finally:
+        os.unlink(huge)
+        camera.camera.store.scan(announce=False)
 
 
 # -- after establishment: bad operations answered with response codes --------------------

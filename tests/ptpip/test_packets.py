@@ -350,3 +350,19 @@ def test_garbage_never_raises_anything_but_protocol_errors(raw):
 def test_packet_types_cover_all_fourteen():
     assert {t.value for t in PacketType} == set(range(1, 15))
     assert {type(p).TYPE for p, _ in VECTORS} == set(PacketType)
+
+
+def test_bulk_payload_is_handed_on_without_a_copy():
+    """Once a Data header is parsed, a chunk that is all payload is passed on as is."""
+    p = PacketParser()
+    p.receive_data(Data(5).header(1 << 20))
+    assert p.next_event() is NEED_DATA
+    chunk = bytes(range(256)) * 256
+    p.receive_data(chunk)
+    event = p.next_event()
+    assert event == Data(5, chunk) and event.payload is chunk
+    # a chunk that runs past the packet is split, and the rest parsed as usual
+    p2 = PacketParser()
+    p2.receive_data(EndData(6).header(4))
+    p2.receive_data(b"abcd" + ProbeRequest().encode())
+    assert list(p2.events()) == [EndData(6, b"abcd"), ProbeRequest()]

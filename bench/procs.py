@@ -1,0 +1,180 @@
+"""Helper processes the benchmarks start: ``python -m bench.procs NAME ARGS``."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+from twisted.internet import defer, protocol, reactor, task  # noqa: F401
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def responder(root: str, port: str) -> None:
+    raise_fd_limit()
+    from ptpip.camera import filesystem_camera
+    from ptpip.responder import ResponderFactory
+    camera = filesystem_camera(root, scan_interval=None)
+    factory = ResponderFactory(camera, max_sessions=5000, max_pending=5000, max_per_address=5000)
+    reactor.listenTCP(int(port), factory, interface="127.0.0.1", backlog=2048)
+    reactor.run()
+
+
+class _Stream(protocol.Protocol):
+    """Writes the factory's *size* bytes with a push producer, then closes."""
+
+    def connectionMade(self) -> None:
+        self.left = self.factory.size
+        self.chunk = b"\x5a" * (1 << 18)
+        self.paused = False
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and self.left > 0:
+            n = min(self.left, len(self.chunk))
+            self.transport.write(self.chunk[:n] if n < len(self.chunk) else self.chunk)
+            self.left -= n
+        if self.left == 0:
+            self.transport.unregisterProducer()
+            self.transport.loseConnection()
+
+    def stopProducing(self) -> None:
+        self.left = 0
+
+
+def bare_server(port: str, size: str) -> None:
+    f = protocol.ServerFactory.forProtocol(_Stream)
+    f.size = int(size)
+    reactor.listenTCP(int(port), f, interface="127.0.0.1")
+    reactor.run()
+
+
+class _Sink(protocol.Protocol):
+    def connectionMade(self) -> None:
+        self.n = 0
+        self.t0 = time.monotonic()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.n += len(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        print(f"{self.n} {time.monotonic() - self.t0:.6f}", flush=True)
+        reactor.stop()
+
+
+def bare_client(port: str) -> None:
+    reactor.connectTCP("127.0.0.1", int(port), protocol.ClientFactory.forProtocol(_Sink))
+    reactor.run()
+
+
+class _Pong(protocol.Protocol):
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
+        self.buf = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buf += data
+        req, resp = self.factory.req, self.factory.resp
+        while len(self.buf) >= req:
+            self.buf = self.buf[req:]
+            self.transport.write(b"r" * resp)
+
+
+def pong_server(port: str, req: str, resp: str) -> None:
+    f = protocol.ServerFactory.forProtocol(_Pong)
+    f.req, f.resp = int(req), int(resp)
+    reactor.listenTCP(int(port), f, interface="127.0.0.1")
+    reactor.run()
+
+
+def cccp_server(root: str, port: str) -> None:
+    from twisted.cred.checkers import AllowAnonymousAccess
+    from twisted.cred.portal import Portal
+    from cccp.devices import FileMediaStore
+    from cccp.live import MediaLibrary
+    from cccp.realm import CCCPRealm
+    from cccp.server import CCCPFactory
+    store = MediaLibrary(FileMediaStore(root), reactor, None)
+    factory = CCCPFactory(Portal(CCCPRealm(store), [AllowAnonymousAccess()]), max_per_address=100)
+    reactor.listenTCP(int(port), factory, interface="127.0.0.1")
+    reactor.run()
+
+
+def ptpip_get(port: str, path: str, sink: str = "/dev/null") -> None:
+    """GetObject of *path* into *sink* with our initiator; prints bytes and seconds."""
+    from ptpip.client import PTPClient
+    from ptpip.streams import FileConsumer
+
+    async def go(r: Any) -> None:
+        client = await PTPClient.connect(r, "127.0.0.1", int(port))
+        handle = await client.findPath(path)
+        with open(sink, "wb") as f:
+            consumer = FileConsumer(f)
+            t0 = time.monotonic()
+            await client.getObject(handle, consumer)
+            dt = time.monotonic() - t0
+        print(f"{consumer.written} {dt:.6f}", flush=True)
+        await client.close()
+
+    task.react(lambda r: defer.ensureDeferred(go(r)))
+
+
+def ptpip_latency(port: str, path: str, seconds: str) -> None:
+    """GetObjectInfo transactions per second on one session."""
+    from ptpip.client import PTPClient
+    from ptpip.constants import OperationCode as Op
+
+    async def go(r: Any) -> None:
+        client = await PTPClient.connect(r, "127.0.0.1", int(port))
+        handle = await client.findPath(path)
+        n, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < float(seconds):
+            await client.session.request(Op.GetObjectInfo, handle)
+            n += 1
+        print(f"{n} {time.monotonic() - t0:.6f}", flush=True)
+        await client.close()
+
+    task.react(lambda r: defer.ensureDeferred(go(r)))
+
+
+def pong_client(port: str, req: str, resp: str, seconds: str) -> None:
+    """Request/response ping-pong of fixed sizes; prints round trips and seconds."""
+    class Ping(protocol.Protocol):
+        def connectionMade(self) -> None:
+            self.transport.setTcpNoDelay(True)
+            self.got = 0
+            self.n = 0
+            self.t0 = time.monotonic()
+            self.transport.write(b"q" * int(req))
+
+        def dataReceived(self, data: bytes) -> None:
+            self.got += len(data)
+            while self.got >= int(resp):
+                self.got -= int(resp)
+                self.n += 1
+                if time.monotonic() - self.t0 >= float(seconds):
+                    print(f"{self.n} {time.monotonic() - self.t0:.6f}", flush=True)
+                    self.transport.loseConnection()
+                    reactor.stop()
+                    return
+                self.transport.write(b"q" * int(req))
+
+    reactor.connectTCP("127.0.0.1", int(port), protocol.ClientFactory.forProtocol(Ping))
+    reactor.run()
+
+
+if __name__ == "__main__":
+    name, *args = sys.argv[1:]
+    {"responder": responder, "bare-server": bare_server, "bare-client": bare_client,
+     "pong-server": pong_server, "cccp-server": cccp_server, "ptpip-get": ptpip_get,
+     "ptpip-latency": ptpip_latency, "pong-client": pong_client}[name](*args)
