@@ -207,8 +207,8 @@ def parse_host_port(arg: str | None) -> tuple[str, int]:
     """``h1,h2,h3,h4,p1,p2`` → (dotted host, port); 501 when malformed."""
     if not arg:
         raise SyntaxErrorInArguments("PORT needs h1,h2,h3,h4,p1,p2")
-    parts = arg.strip().strip("()").split(",")
-    if not all(re.fullmatch(r"[0-9]{1,3}", p.strip()) for p in parts):
+    parts = [p.strip(" ") for p in arg.strip(" ").strip("()").split(",")]
+    if not all(re.fullmatch(r"[0-9]{1,3}", p) for p in parts):
         raise SyntaxErrorInArguments(f"Bad address {arg!r}")
     nums = [int(p) for p in parts]
     if len(nums) != 6 or not all(0 <= n <= 255 for n in nums):

@@ -189,7 +189,8 @@ def test_blank_type_argument_is_501():
 
 
 @pytest.mark.parametrize("call", [lambda: parse_mode("P ²"), lambda: parse_number("٣"),
-                                  lambda: parse_host_port("1,2,3,4,5,٦"), lambda: parse_type("I R ³")])
+                                  lambda: parse_host_port("1,2,3,4,5,٦"), lambda: parse_type("I R ³"),
+                                  lambda: parse_host_port("127,0,0,1,8\x1e,1")])
 def test_only_ascii_digits_are_numbers(call):
     """Found by fuzzing: Unicode digits reached int() (a ValueError, or a silent accept)."""
     with pytest.raises(SyntaxErrorInArguments):
