@@ -96,7 +96,14 @@ class Camera:
             self._scanner.stop()
 
     # -- what it can do -----------------------------------------------------------
-    def operations(self) -> list[int]:
+    def operations(self) -> frozenset[int]:
+        """The operations advertised in DeviceInfo (computed once: they do not change)."""
+        ops = getattr(self, "_operations", None)
+        if ops is None:
+            ops = self._operations = frozenset(self._compute_operations())
+        return ops
+
+    def _compute_operations(self) -> list[int]:
         ops = [Op.GetDeviceInfo, Op.OpenSession, Op.CloseSession, Op.GetStorageIDs,
                Op.GetStorageInfo, Op.GetNumObjects, Op.GetObjectHandles, Op.GetObjectInfo,
                Op.GetObject, Op.GetThumb, Op.DeleteObject, Op.SendObjectInfo, Op.SendObject,
@@ -113,7 +120,7 @@ class Camera:
             standard_version=100, vendor_extension_id=self.vendor_extension_id,
             vendor_extension_version=100 if self.vendor_extension_id else 0,
             vendor_extension_desc=self.vendor_extension_desc, functional_mode=0,
-            operations_supported=tuple(self.operations()),
+            operations_supported=tuple(sorted(self.operations())),
             events_supported=(EventCode.ObjectAdded, EventCode.ObjectRemoved,
                               EventCode.DevicePropChanged, EventCode.StoreFull,
                               EventCode.CaptureComplete),

@@ -441,9 +441,12 @@ class InitiatorSession:
         self._command.sendPacket(EndData(t.tid))
 
     def packetReceived(self, channel: _Channel, packet: Packet) -> None:
+        if self.closed:
+            return                      # a closed session reads nothing more
         self._heard()
         if isinstance(packet, ProbeResponse) and self._probe_wait is not None:
-            self._probe_wait.cancel()
+            if self._probe_wait.active():
+                self._probe_wait.cancel()
             self._probe_wait = None
             self._armProbe()
             return
@@ -539,6 +542,7 @@ class InitiatorSession:
         for timer in (self._probe_check, self._probe_wait):
             if timer is not None and timer.active():
                 timer.cancel()
+        self._probe_check = self._probe_wait = None
         pending = ([self._current] if self._current else []) + list(self._queue)
         self._current = None
         self._queue.clear()

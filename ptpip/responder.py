@@ -896,9 +896,16 @@ class ResponderSession:
     def _dispatch(self, incoming: _IncomingData | None) -> None:
         assert self.handler is not None and self._request is not None
         request = self._request
-        d = defer.maybeDeferred(self.handler.handleOperation, request, incoming)
-        d.addCallbacks(self._answered, self._failed, callbackArgs=(request,), errbackArgs=(request,))
-        d.addErrback(self._internalError)
+        try:
+            result = self.handler.handleOperation(request, incoming)
+        except Exception:
+            self._failed(Failure(), request)
+            return
+        if not isinstance(result, defer.Deferred):
+            self._answered(result, request)      # the common, synchronous case: no Deferred
+            return
+        result.addCallbacks(self._answered, self._failed, callbackArgs=(request,), errbackArgs=(request,))
+        result.addErrback(self._internalError)
 
     def _failed(self, failure: Failure, request: OperationRequest) -> None:
         error = failure.value
@@ -935,7 +942,15 @@ class ResponderSession:
             return
         source = response.data
         if isinstance(source, (bytes, bytearray, memoryview)):
-            source = BytesSource(bytes(source))
+            data = bytes(source)
+            if len(data) <= self.factory.data_packet_size:
+                # A dataset: Start Data, End Data and the response in one write.
+                self.command.transport.writeSequence([
+                    StartData(tid, len(data)).encode(), EndData(tid).header(len(data)), data,
+                    OperationResponse(response.code, tid, response.params).encode()])
+                self._endTransaction()
+                return
+            source = BytesSource(data)
         source = IDataSource(source)
         self._source = source
         self._phase = _Phase.DATA_IN
