@@ -173,8 +173,45 @@ def pong_client(port: str, req: str, resp: str, seconds: str) -> None:
     reactor.run()
 
 
+def ptpip_many(port: str, sessions: str, path: str) -> None:
+    """Open *sessions* sessions at once; each does GetDeviceInfo and a small GetObject.
+    Prints: seconds errors, then waits for a line on stdin before closing (RSS is read then)."""
+    raise_fd_limit()
+    from ptpip.client import PTPClient
+    from ptpip.constants import OperationCode as Op
+    from ptpip.initiator import connect
+
+    async def one(r: Any) -> Any:
+        session = await connect(r, "127.0.0.1", int(port), timeout=120)
+        info = await session.request(Op.GetDeviceInfo)
+        await session.request(Op.OpenSession, 1)
+        obj = await session.request(Op.GetObject, 1)
+        if not (info.ok and obj.ok and obj.data):
+            raise RuntimeError("bad answer")
+        return session
+
+    async def go(r: Any) -> None:
+        t0 = time.monotonic()
+        results = await defer.DeferredList([defer.ensureDeferred(one(r)) for _ in range(int(sessions))],
+                                           consumeErrors=True)
+        dt = time.monotonic() - t0
+        errors = [f for ok, f in results if not ok]
+        print(f"{dt:.3f} {len(errors)} {errors[0].getErrorMessage() if errors else ''}", flush=True)
+        await threads_wait_stdin(r)
+        for ok, s in results:
+            if ok:
+                s.close()
+
+    task.react(lambda r: defer.ensureDeferred(go(r)))
+
+
+def threads_wait_stdin(r: Any) -> defer.Deferred[Any]:
+    from twisted.internet import threads
+    return threads.deferToThread(sys.stdin.readline)
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     {"responder": responder, "bare-server": bare_server, "bare-client": bare_client,
      "pong-server": pong_server, "cccp-server": cccp_server, "ptpip-get": ptpip_get,
-     "ptpip-latency": ptpip_latency, "pong-client": pong_client}[name](*args)
+     "ptpip-latency": ptpip_latency, "pong-client": pong_client, "ptpip-many": ptpip_many}[name](*args)

@@ -147,17 +147,19 @@ def iter_packets(chunk: bytes) -> Iterator[bytes]:
 
 
 class Pacer:
-    """Assigns each TS packet the time (seconds from the first PCR) it is due,
-    interpolating linearly between PCRs of the first PCR-carrying PID.
+    """Assigns TS data the time (seconds from the first PCR) it is due, interpolating
+    linearly between the PCRs of the first PCR-carrying PID.
 
-    Packets are held until the next PCR brackets them (typically < 100 ms), so
-    :meth:`feed` returns ``(due, packets)`` batches as they become known; :meth:`flush`
-    releases the tail at the last measured rate.
+    Bytes are held until the next PCR brackets them (typically < 100 ms), then handed
+    out as ``(due, data)`` batches about :attr:`quantum` seconds apart (contiguous
+    slices, no per-packet objects), so pacing costs little even at Gbit/s rates.
+    :meth:`flush` releases the tail at the last measured rate.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quantum: float = 0.001) -> None:
+        self.quantum = quantum
         self.pcr_pid: int | None = None
-        self._held: list[bytes] = []
+        self._held = bytearray()
         self._last_pcr: int | None = None       # 27 MHz, unwrapped
         self._last_time = 0.0
         self._rate: float | None = None         # bytes per second
@@ -175,63 +177,67 @@ class Pacer:
 
     def feed(self, chunk: bytes) -> list[tuple[float, bytes]]:
         out: list[tuple[float, bytes]] = []
-        for pkt in iter_packets(chunk):
-            pcr = None
-            if pkt[3] & 0x20:
-                if self.pcr_pid is None:
-                    if ts_pcr(pkt) is not None:
-                        self.pcr_pid = ts_pid(pkt)
-                if self.pcr_pid is not None and ts_pid(pkt) == self.pcr_pid:
-                    pcr = ts_pcr(pkt)
-            if pcr is None:
-                self._held.append(pkt)
+        start = 0
+        pcr_pid = self.pcr_pid
+        for off in range(0, len(chunk) - TS_PACKET + 1, TS_PACKET):
+            if not chunk[off + 3] & 0x20:                 # no adaptation field: no PCR
                 continue
-            pcr = self._unwrap(pcr)
-            if self._origin is None:
-                self._origin = pcr
-            now = (pcr - self._origin) / PCR_HZ
-            if self._last_pcr is None:
-                # Before the first PCR: everything is due at once (time 0).
-                out.append((0.0, b"".join(self._held)))
+            pid = ((chunk[off + 1] & 0x1F) << 8) | chunk[off + 2]
+            if pcr_pid is not None and pid != pcr_pid:
+                continue
+            pcr = ts_pcr(chunk[off:off + TS_PACKET])
+            if pcr is None:
+                continue
+            if pcr_pid is None:
+                pcr_pid = self.pcr_pid = pid
+            self._held += chunk[start:off + TS_PACKET]
+            start = off + TS_PACKET
+            self._release(out, pcr)
+        self._held += chunk[start:len(chunk) // TS_PACKET * TS_PACKET]
+        return out
+
+    def _release(self, out: list[tuple[float, bytes]], pcr: int) -> None:
+        """The held bytes end with a PCR packet: spread them up to its time."""
+        pcr = self._unwrap(pcr)
+        if self._origin is None:
+            self._origin = pcr
+        now = (pcr - self._origin) / PCR_HZ
+        held, self._held = bytes(self._held), bytearray()
+        if self._last_pcr is None:
+            out.append((0.0, held))                   # before the first PCR: due at once
+        else:
+            dt = now - self._last_time
+            if dt <= 0 or dt > 10:                    # a discontinuity: keep the old rate
+                dt = len(held) / self._rate if self._rate else 0.0
+                now = self._last_time + dt
+                self._origin = pcr - int(now * PCR_HZ)
             else:
-                nbytes = (len(self._held) + 1) * TS_PACKET
-                dt = now - self._last_time
-                if dt <= 0 or dt > 10:              # discontinuity: keep the old rate
-                    dt = nbytes / self._rate if self._rate else 0.0
-                    now = self._last_time + dt
-                    self._origin = pcr - int(now * PCR_HZ)
-                else:
-                    self._rate = nbytes / dt
-                per = dt / (len(self._held) + 1)
-                for k, held in enumerate(self._held):
-                    out.append((self._last_time + per * (k + 1), held))
-            self._held = []
-            out.append((now, pkt))
-            self._last_pcr, self._last_time = pcr, now
-        return _merge(out)
+                self._rate = len(held) / dt
+            self._spread(out, held, self._last_time, dt)
+        self._last_pcr, self._last_time = pcr, now
+
+    def _spread(self, out: list[tuple[float, bytes]], data: bytes, t0: float, dt: float) -> None:
+        npk = len(data) // TS_PACKET
+        if npk == 0:
+            return
+        per_batch = max(1, int(npk * self.quantum / dt)) if dt > 0 else npk
+        for k in range(0, npk, per_batch):
+            j = min(npk, k + per_batch)
+            out.append((t0 + dt * (k + 1) / npk, data[k * TS_PACKET:j * TS_PACKET]))
 
     def flush(self) -> list[tuple[float, bytes]]:
-        held, self._held = self._held, []
+        held, self._held = bytes(self._held), bytearray()
         if not held:
             return []
-        per = TS_PACKET / self._rate if self._rate else 0.0
-        return _merge([(self._last_time + per * (k + 1), p) for k, p in enumerate(held)])
+        out: list[tuple[float, bytes]] = []
+        dt = len(held) / self._rate if self._rate else 0.0
+        self._spread(out, held, self._last_time, dt)
+        return out
 
     @property
     def rate(self) -> float | None:
         """The measured rate in bytes per second, once two PCRs were seen."""
         return self._rate
-
-
-def _merge(items: list[tuple[float, bytes]], quantum: float = 0.001) -> list[tuple[float, bytes]]:
-    """Join consecutive packets due within *quantum* of each other into one batch."""
-    out: list[tuple[float, bytes]] = []
-    for due, data in items:
-        if data and out and due - out[-1][0] < quantum:
-            out[-1] = (out[-1][0], out[-1][1] + data)
-        elif data:
-            out.append((due, data))
-    return out
 
 
 def file_bitrate(path: str) -> float | None:

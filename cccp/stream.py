@@ -160,6 +160,7 @@ class MediaSender:
         self._producer_done = False
         self._output_paused = False
         self._udp_pending = b""
+        self._scheduling = False
         self.sent = 0
         self.done: defer.Deferred[int] = defer.Deferred()
         self.error: Exception | None = None
@@ -186,9 +187,9 @@ class MediaSender:
         if not packets:
             return
         if self.paced:
-            for due, chunk in self.pacer.feed(packets):
-                self._queue.append((due, chunk))
-            self._schedule()
+            self._queue.extend(self.pacer.feed(packets))
+            if not self._scheduling:
+                self._schedule()
         else:
             self._emit(0.0, packets)
 
@@ -226,8 +227,15 @@ class MediaSender:
         return self.reactor.seconds() - self._start
 
     def _schedule(self) -> None:
-        if self.stopped:
+        if self.stopped or self._scheduling:
             return
+        self._scheduling = True
+        try:
+            self._scheduleOnce()
+        finally:
+            self._scheduling = False
+
+    def _scheduleOnce(self) -> None:
         now = self._now()
         while self._queue and (not self.paced or self._queue[0][0] <= now + 0.002) and not self._output_paused:
             due, chunk = self._queue.popleft()
