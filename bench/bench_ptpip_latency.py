@@ -15,7 +15,7 @@ from ptpip.datasets import ObjectInfo
 from ptpip.packets import EndData, OperationRequest, OperationResponse, StartData
 
 
-def run(seconds: float = 5.0) -> None:
+def run(seconds: float = 2.0, rounds: int = 3) -> None:
     work = tempfile.mkdtemp(prefix="bench-lat-")
     try:
         with open(os.path.join(work, "IMG_0001.JPG"), "wb") as f:
@@ -29,23 +29,26 @@ def run(seconds: float = 5.0) -> None:
             len(OperationResponse(0x2001, 1).encode())
         port = c.free_port()
         pong = c.start("pong-server", str(port), str(req), str(resp))
+        port2 = c.free_port()
+        resp_p = c.start("responder", work, str(port2))
         c.wait_port(port)
-        _, _, out = c.timed_run([sys.executable, "-m", "bench.procs", "pong-client", str(port), str(req),
-                                 str(resp), str(seconds)])
+        c.wait_port(port2)
+        bares, ourss = [], []
+        for _ in range(rounds):           # interleaved, best of each: the machine is noisy
+            _, _, out = c.timed_run([sys.executable, "-m", "bench.procs", "pong-client", str(port), str(req),
+                                     str(resp), str(seconds)])
+            n, secs = out.split()[:2]
+            bares.append(int(n) / float(secs))
+            _, _, out = c.timed_run([sys.executable, "-m", "bench.procs", "ptpip-latency", str(port2),
+                                     "/IMG_0001.JPG", str(seconds)])
+            n, secs = out.split()[:2]
+            ourss.append(int(n) / float(secs))
         c.stop(pong)
-        n, secs = out.split()[:2]
-        bare = int(n) / float(secs)
-        port = c.free_port()
-        resp_p = c.start("responder", work, str(port))
-        c.wait_port(port)
-        _, _, out = c.timed_run([sys.executable, "-m", "bench.procs", "ptpip-latency", str(port),
-                                 "/IMG_0001.JPG", str(seconds)])
         c.stop(resp_p)
-        n, secs = out.split()[:2]
-        ours = int(n) / float(secs)
+        bare, ours = max(bares), max(ourss)
         ratio = ours / bare
         c.record("PTP-IP latency (GetObjectInfo, one session)", [
-            ("bare ping-pong", f"{bare:.0f} round trips/s ({req} B request, {resp} B answer)"),
+            ("bare ping-pong", f"{bare:.0f} round trips/s ({req} B request, {resp} B answer; best of {rounds})"),
             ("GetObjectInfo, our initiator ← our responder", f"{ours:.0f} transactions/s "
                                                               f"({1e6 / ours:.0f} µs each)"),
             ("ratio ours / bare", f"{ratio:.2f}"),
