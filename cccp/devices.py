@@ -46,9 +46,23 @@ class FileMediaSource:
         self.length = max(0, os.path.getsize(path) - offset)
         self._sender: FileSender | None = None
         self._file: IO[bytes] | None = None
+        self._pump: Any = None
 
     def startProducing(self, consumer: Any) -> defer.Deferred[None]:
         f = self._file = open(self.path, "rb")
+        transport = getattr(consumer, "transport", None)
+        if transport is not None:
+            # The consumer stands for a TCP transport: let the kernel send the file.
+            from .data import SendfileSender
+            pump = SendfileSender.attempt(transport, f.fileno(), self.offset, self.length)
+            if pump is not None:
+                self._pump = pump
+                consumer.count_from(pump)
+
+                def closed(result: Any) -> Any:
+                    f.close()
+                    return result if isinstance(result, Failure) else None
+                return pump.start().addBoth(closed)
         f.seek(self.offset)
         self._sender = _BigFileSender()
         d = self._sender.beginFileTransfer(f, consumer)
@@ -66,6 +80,8 @@ class FileMediaSource:
             self._sender.resumeProducing()
 
     def stopProducing(self) -> None:
+        if self._pump is not None:
+            self._pump.stopProducing()
         if self._sender is not None and self._sender.deferred is not None:
             self._sender.stopProducing()
 
