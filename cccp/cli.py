@@ -1,0 +1,249 @@
+"""``cccp``: drive a CCCP server from the command line.
+
+    cccp status cccp://host/
+    cccp ptz cccp://host/ pan +5 zoom - focus 3.5
+    cccp tape cccp://host/ play 10 20 | pause | ff 0 -5 | record
+    cccp ls cccp://host/clips/
+    cccp get cccp://host/clips/a.ts -o a.ts [--udp]
+    cccp put clip.ts cccp://user:pass@host/clips/clip.ts [--udp]
+    cccp stream cccp://host/live/testpattern --udp 127.0.0.1:6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from twisted.internet import defer, error as ierror, task
+
+from .commands import CAMERA_CONTROLS, format_number
+from .errors import CCCPError, CommandFailed, LocalProtocolError
+
+NAMES = {"iris": "IRIS", "sens": "SENS", "sensitivity": "SENS", "roll": "ROLL", "pan": "PAN", "tilt": "TILT",
+         "zoom": "ZOOM", "hori": "HORI", "horizontal": "HORI", "vert": "VERT", "vertical": "VERT",
+         "dept": "DEPT", "depth": "DEPT", "focu": "FOCU", "focus": "FOCU"}
+
+
+class CLIError(Exception):
+    pass
+
+
+class Progress:
+    def __init__(self, label: str, total: int | None, enabled: bool) -> None:
+        self.label, self.total, self.enabled = label, total, enabled
+        self.done = 0
+        self.t0 = time.monotonic()
+        self._last = 0.0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and now - self._last > 0.1:
+            self._last = now
+            rate = self.done / max(now - self.t0, 1e-6) / 1e6
+            pct = f" {self.done * 100 / self.total:5.1f}%" if self.total else ""
+            sys.stderr.write(f"\r{self.label[:30]:30}{pct} {self.done / 1e6:8.1f} MB {rate:7.1f} MB/s")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+class _FileSink:
+    def __init__(self, f: Any, progress: Progress) -> None:
+        self.f, self.progress = f, progress
+
+    def registerProducer(self, p: Any, s: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.progress.add(len(data))
+
+
+async def _connect(reactor: Any, url: str) -> Any:
+    from .client import connect_url
+    return await connect_url(reactor, url)
+
+
+def _path(url: str) -> str:
+    from .url import parse_url
+    return parse_url(url).path
+
+
+async def cmd_status(reactor: Any, args: argparse.Namespace) -> None:
+    c = await _connect(reactor, args.url)
+    tape = await c.tapeStatus()
+    cam = await c.cameraStatus()
+    print(f"tape: {tape.operation} at {format_number(tape.position)}")
+    for name, rng in tape.commands.items():
+        print(f"  {name}" + (f" {format_number(rng[0])}..{format_number(rng[1])}" if rng else ""))
+    print("camera:" + ("" if cam.controls else " (no controls)"))
+    for name, (lo, cur, hi) in cam.controls.items():
+        print(f"  {name:5} {format_number(cur):>10}   [{format_number(lo)} .. {format_number(hi)}]")
+    await c.quit()
+
+
+async def cmd_ptz(reactor: Any, args: argparse.Namespace) -> None:
+    if not args.moves or len(args.moves) % 2:
+        raise CLIError("give pairs: CONTROL VALUE ... (for example: pan +5 zoom -)")
+    c = await _connect(reactor, args.url)
+    for name, value in zip(args.moves[::2], args.moves[1::2]):
+        verb = NAMES.get(name.lower(), name.upper())
+        if verb not in CAMERA_CONTROLS:
+            raise CLIError(f"unknown camera control {name!r}: one of {', '.join(sorted(NAMES))}")
+        r = await c.camera(verb, value)
+        print(r.text.replace("Command okay: ", ""))
+    await c.quit()
+
+
+async def cmd_tape(reactor: Any, args: argparse.Namespace) -> None:
+    c = await _connect(reactor, args.url)
+    action = args.action.lower()
+    calls = {"play": c.play, "record": c.record, "rec": c.record, "ff": c.fastForward}
+    if action == "pause":
+        r = await c.pause()
+    elif action in calls:
+        r = await calls[action](*args.numbers[:2])
+    elif action == "status":
+        s = await c.tapeStatus()
+        print(f"{s.operation} at {format_number(s.position)}")
+        await c.quit()
+        return
+    else:
+        raise CLIError(f"unknown tape action {args.action!r}: play, record, ff, pause or status")
+    print(r.text.replace("Command okay: ", ""))
+    await c.quit()
+
+
+async def cmd_ls(reactor: Any, args: argparse.Namespace) -> None:
+    c = await _connect(reactor, args.url)
+    print((await c.list(_path(args.url))).rstrip("\r\n"))
+    await c.quit()
+
+
+async def _media_mode(c: Any, args: argparse.Namespace) -> None:
+    await c.type(args.type)
+    if args.udp:
+        await c.mode(f"P {args.per_datagram if args.type != 'I R 33' else 1}")
+
+
+async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
+    c = await _connect(reactor, args.url)
+    path = _path(args.url)
+    out = args.output or os.path.basename(path.rstrip("/")) or "download"
+    await _media_mode(c, args)
+    part = out + ".part"
+    progress = Progress(os.path.basename(out), None, args.progress)
+    try:
+        with open(part, "wb") as f:
+            r = await c.retrieve(path, _FileSink(f, progress))
+    except BaseException:
+        if os.path.exists(part):
+            os.unlink(part)
+        raise
+    progress.finish()
+    os.replace(part, out)
+    print(f"{path} -> {out} ({progress.done} bytes): {r.text}")
+    await c.quit()
+
+
+async def cmd_put(reactor: Any, args: argparse.Namespace) -> None:
+    from .devices import FileMediaSource
+    if not os.path.isfile(args.file):
+        raise CLIError(f"no such file: {args.file}")
+    c = await _connect(reactor, args.url)
+    path = _path(args.url)
+    if path.endswith("/"):
+        path += os.path.basename(args.file)
+    await _media_mode(c, args)
+    r = await c.store(path, FileMediaSource(args.file))
+    print(f"{args.file} -> {path}: {r.text}")
+    await c.quit()
+
+
+async def cmd_stream(reactor: Any, args: argparse.Namespace) -> None:
+    host, _, port = args.udp.rpartition(":")
+    if not host or not port.isdigit():
+        raise CLIError("--udp takes HOST:PORT, for example 127.0.0.1:6000")
+    c = await _connect(reactor, args.url)
+    await c.type(args.type)
+    await c.mode(f"P {1 if args.type.startswith('I R') else args.per_datagram}")
+    print(f"streaming {_path(args.url)} to udp://{host}:{port} (Ctrl-C to stop)", file=sys.stderr)
+    r = await c.streamTo(_path(args.url), host, int(port))
+    print(r.text)
+    await c.quit()
+
+
+COMMANDS = {"status": cmd_status, "ptz": cmd_ptz, "tape": cmd_tape, "ls": cmd_ls, "get": cmd_get,
+            "put": cmd_put, "stream": cmd_stream}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cccp", description="Drive a CCCP camera/recorder server.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("status", help="TSTA and CSTA")
+    s.add_argument("url")
+    z = sub.add_parser("ptz", help="camera controls: pan +5 zoom - ...")
+    z.add_argument("url")
+    z.add_argument("moves", nargs=argparse.REMAINDER)
+    t = sub.add_parser("tape", help="play/record/ff [stop [speed]], pause, status")
+    t.add_argument("url")
+    t.add_argument("action")
+    t.add_argument("numbers", nargs="*")
+    ls = sub.add_parser("ls", help="LIST a folder")
+    ls.add_argument("url")
+    for name, helptext in (("get", "RETR a medium into a file"), ("put", "STOR a file")):
+        g = sub.add_parser(name, help=helptext)
+        if name == "put":
+            g.add_argument("file")
+        g.add_argument("url")
+        if name == "get":
+            g.add_argument("-o", "--output")
+        g.add_argument("--udp", action="store_true", help="UDP (MODE P) instead of TCP")
+        g.add_argument("--type", default="I", help="TYPE after 'TYPE ' (I, 'I M', 'I R 33')")
+        g.add_argument("--per-datagram", type=int, default=7)
+        g.add_argument("--progress", dest="progress", action="store_true", default=sys.stderr.isatty())
+        g.add_argument("--no-progress", dest="progress", action="store_false")
+    st = sub.add_parser("stream", help="send a medium to a player over UDP")
+    st.add_argument("url")
+    st.add_argument("--udp", required=True, metavar="HOST:PORT")
+    st.add_argument("--type", default="I M")
+    st.add_argument("--per-datagram", type=int, default=7)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    status = [0]
+
+    def run(reactor: Any) -> defer.Deferred[Any]:
+        d = defer.ensureDeferred(COMMANDS[args.command](reactor, args))
+
+        def report(f: Any) -> None:
+            e = f.value
+            if isinstance(e, CommandFailed):
+                sys.stderr.write(f"cccp: the server answered {e.code} {' / '.join(e.lines)}\n")
+            elif isinstance(e, (ierror.ConnectError, ierror.TimeoutError)):
+                sys.stderr.write(f"cccp: cannot reach the server: {e.__class__.__name__}\n")
+            elif isinstance(e, (CLIError, CCCPError, LocalProtocolError, OSError)):
+                sys.stderr.write(f"cccp: {e}\n")
+            else:
+                sys.stderr.write(f"cccp: unexpected error: {e.__class__.__name__}: {e}\n")
+            status[0] = 1
+        return d.addErrback(report)
+
+    try:
+        task.react(run)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    raise SystemExit(status[0])
+
+
+if __name__ == "__main__":
+    main()

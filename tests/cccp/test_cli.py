@@ -1,0 +1,56 @@
+"""The ``cccp`` command line, run as a user would, against a server on loopback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import utils
+
+
+async def run(reactor: Any, *args: str, cwd: str | None = None) -> tuple[str, str, int]:
+    out, err, code = await utils.getProcessOutputAndValue(
+        sys.executable, ["-m", "cccp.cli", *args], env=dict(os.environ), path=cwd, reactor=reactor)
+    return out.decode(), err.decode(), code
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_ptz_tape(reactor, server):
+    url = f"cccp://127.0.0.1:{server.port}/"
+    out, err, code = await run(reactor, "status", url)
+    assert code == 0, err
+    assert "tape: PAUS at 0" in out and "ZOOM" in out and "[-170 .. 170]" in out
+    out, err, code = await run(reactor, "ptz", url, "pan", "+5", "zoom", "-", "focus", "3.5")
+    assert code == 0, err
+    assert out.splitlines() == ["PAN 5", "ZOOM 1", "FOCU 3.5"]
+    out, err, code = await run(reactor, "tape", url, "play", "10", "20")
+    assert code == 0 and out.startswith("PLAY; now PLAY at")
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_and_put(reactor, server, tmp_path):
+    url = f"cccp://127.0.0.1:{server.port}/clips/a.ts"
+    out, err, code = await run(reactor, "get", url, "-o", str(tmp_path / "a.ts"))
+    assert code == 0, err
+    assert (tmp_path / "a.ts").read_bytes() == server.files["clips/a.ts"]
+    src = tmp_path / "up.ts"
+    src.write_bytes(b"\x47" * 188 * 10)
+    out, err, code = await run(reactor, "put", str(src), f"cccp://alice:wonderland@127.0.0.1:{server.port}/clips/")
+    assert code == 0, err
+    assert open(os.path.join(server.root, "clips", "up.ts"), "rb").read() == src.read_bytes()
+    out, err, code = await run(reactor, "ls", f"cccp://127.0.0.1:{server.port}/clips/")
+    assert code == 0 and "up.ts" in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_errors_are_one_line(reactor, server, tmp_path):
+    out, err, code = await run(reactor, "get", f"cccp://127.0.0.1:{server.port}/nope.ts", "-o", str(tmp_path / "x"))
+    assert code == 1 and err.strip() == "cccp: the server answered 550 /nope.ts: no such file"
+    assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "x.part")
+    out, err, code = await run(reactor, "ptz", f"cccp://127.0.0.1:{server.port}/", "warp", "9")
+    assert code == 1 and err.startswith("cccp: unknown camera control 'warp'")
+    out, err, code = await run(reactor, "status", "cccp://127.0.0.1:1/")
+    assert code == 1 and err.strip() == "cccp: cannot reach the server: ConnectionRefusedError"
+    assert "Traceback" not in err
