@@ -7,7 +7,6 @@ import ftplib
 import os
 import shutil
 import socket
-import struct
 import tempfile
 import threading
 import time

@@ -5,7 +5,6 @@ against `ptpip get`. Reports MB/s, ratios and peak RSS of both processes."""
 from __future__ import annotations
 
 import argparse
-import time
 import os
 import shutil
 import subprocess

@@ -30,7 +30,6 @@ def run(sessions: int = 1000) -> None:
         line = client.stdout.readline().decode().split(" ", 2)
         secs, errors = float(line[0]), int(line[1])
         busy_rss = c.rss_mb(resp.pid)
-        open_sessions = None
         client.stdin.write(b"\n")
         client.stdin.flush()
         client.wait(60)

@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 from . import common as c
 from ptpip.constants import OperationCode as Op

@@ -177,7 +177,6 @@ def ptpip_many(port: str, sessions: str, path: str) -> None:
     """Open *sessions* sessions at once; each does GetDeviceInfo and a small GetObject.
     Prints: seconds errors, then waits for a line on stdin before closing (RSS is read then)."""
     raise_fd_limit()
-    from ptpip.client import PTPClient
     from ptpip.constants import OperationCode as Op
     from ptpip.initiator import connect
 

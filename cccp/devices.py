@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any, Callable

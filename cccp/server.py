@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 from twisted.cred import credentials, error as cred_error
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -28,7 +27,6 @@ from .commands import (
     FTP_ONLY,
     MAX_LINE,
     CameraStatus,
-    Command,
     TapeStatus,
     TransferMode,
     TransferType,
@@ -432,7 +430,7 @@ class CCCPServerProtocol(protocol.Protocol):
             entries = store.listdir(path)
             code = 212 if store.isdir(path) else 213
             return code, [f"Status of {path}:"] + [_list_line(e) for e in entries] + ["End of status"]
-        lines = [f"CCCP server status:", f"Connected from {self.peer_host}"]
+        lines = ["CCCP server status:", f"Connected from {self.peer_host}"]
         lines.append(f"Logged in as {self.user.name}" if self.user else "Not logged in")
         lines.append(f"TYPE: {self.type.describe()}; MODE: {self.mode.describe()}")
         lines.append("QoS: recorded only; transfers are best effort (the QoS format is undetermined)")

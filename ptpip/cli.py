@@ -24,7 +24,6 @@ from .constants import (
     DEFAULT_PORT,
     DataType,
     DevicePropCode,
-    EventCode,
     FailReason,
     ObjectFormat,
     code_name,

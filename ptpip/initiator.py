@@ -27,7 +27,6 @@ from zope.interface import implementer
 
 from .constants import (
     DEFAULT_PORT,
-    NO_TRANSACTION,
     PROTOCOL_VERSION,
     UNKNOWN_LENGTH,
     DataPhase,
@@ -37,7 +36,6 @@ from .constants import (
 )
 from .errors import (
     ConnectionClosed,
-    FramingError,
     InitFailed,
     LocalProtocolError,
     ProtocolError,

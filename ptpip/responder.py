@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.internet import defer, protocol

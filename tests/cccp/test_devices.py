@@ -9,8 +9,8 @@ import pytest
 from twisted.internet import task
 from zope.interface.verify import verifyObject
 
-from cccp.commands import Number, parse_number
-from cccp.devices import FileMediaSource, FileMediaStore, FileRecording, VirtualCamera, VirtualTapeDeck
+from cccp.commands import parse_number
+from cccp.devices import FileMediaStore, VirtualCamera, VirtualTapeDeck
 from cccp.errors import FileUnavailable, NotImplementedHere, RemoteProtocolError, SyntaxErrorInArguments
 from cccp.interfaces import ICamera, IMediaSource, IMediaStore, IRecording, ITapeDeck
 from cccp.realm import CCCPRealm, CCCPUser, ICCCPUser

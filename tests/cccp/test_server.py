@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol
+from twisted.internet import defer
 from zope.interface import implementer
 
 from cccp.client import CCCPClient, connect

@@ -16,11 +16,9 @@ from zope.interface.verify import verifyObject
 
 from cccp.adapters import PTPBridge, PTPCamera, PTPMediaStore, place
 from cccp.client import _Collect, connect
-from cccp.commands import parse_number
 from cccp.interfaces import ICamera, IMediaStore
 from cccp.realm import CCCPRealm
 from cccp.server import CCCPFactory
-from ptpip.client import PTPClient
 from ptpip.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc
 
 from ..conftest import start_responder, stop_responder

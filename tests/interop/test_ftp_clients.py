@@ -11,7 +11,6 @@ import os
 import shutil
 from typing import Any
 
-import pytest
 import pytest_twisted
 from twisted.internet import threads, utils
 

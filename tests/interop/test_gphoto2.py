@@ -10,9 +10,8 @@ import os
 import shutil
 from typing import Any
 
-import pytest
 import pytest_twisted
-from twisted.internet import defer, utils
+from twisted.internet import utils
 
 from ..conftest import make_tree, start_responder, stop_responder
 

@@ -12,7 +12,7 @@ import pytest
 from twisted.internet import task
 from zope.interface.verify import verifyObject
 
-from ptpip.camera import Camera, CameraSession, filesystem_camera, sample_pictures
+from ptpip.camera import filesystem_camera, sample_pictures
 from ptpip.capture import FolderCapture, TestCardCapture
 from ptpip.constants import DataPhase, EventCode, ObjectFormat, OperationCode as Op, ResponseCode as R
 from ptpip.datasets import (
@@ -23,7 +23,7 @@ from ptpip.datasets import (
     pack_value,
     unpack_u32_array,
 )
-from ptpip.filestore import FilesystemStore, exif_thumbnail, sniff_format
+from ptpip.filestore import exif_thumbnail, sniff_format
 from ptpip.interfaces import (
     ICaptureSource,
     IDeviceProperties,
@@ -32,7 +32,7 @@ from ptpip.interfaces import (
     IResponderSession,
     IUpload,
 )
-from ptpip.packets import Data, EndData, Event, OperationRequest, OperationResponse, StartData
+from ptpip.packets import EndData, Event, OperationRequest, OperationResponse, StartData
 from ptpip.properties import DeviceProperties
 from ptpip.responder import ResponderFactory
 

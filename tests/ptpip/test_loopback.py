@@ -278,7 +278,6 @@ async def test_cancelled_upload_leaves_nothing_and_the_session_goes_on(reactor, 
 @pytest_twisted.ensureDeferred
 async def test_responder_refusing_a_data_out_midway_stops_the_initiator(reactor, tmp_path):
     """5.6.2 case 1 over sockets: the early response ends the transaction; the next one works."""
-    from twisted.internet import task as _task
     from ptpip.responder import ResponderFactory
     from ptpip.streams import FileSource
     from .helpers import OP_DATA_IN, OP_REFUSE, ScriptedDevice

@@ -472,7 +472,6 @@ def test_data_out_is_not_read_until_the_device_chooses_a_consumer():
     """Until deliverTo is called, the connection does not read on."""
     later: list = []
 
-    from ptpip.interfaces import IResponderDevice
     from .helpers import ScriptedSession
 
     class LateSession(ScriptedSession):

@@ -15,10 +15,8 @@ from ptpip.constants import ANONYMOUS_GUID, DataPhase, FailReason, ResponseCode
 from ptpip.packets import (
     Cancel,
     Data,
-    EndData,
     InitCommandAck,
     InitCommandRequest,
-    InitEventRequest,
     InitFail,
     OperationRequest,
     OperationResponse,

@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 
-from ptpip.constants import DataPhase, OperationCode as Op
+from ptpip.constants import OperationCode as Op
 from ptpip.initiator import InitiatorSession, _Channel
 from ptpip.packets import (
     Cancel,
