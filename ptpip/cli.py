@@ -325,6 +325,10 @@ async def cmd_events(reactor: Any, client: Any, args: argparse.Namespace) -> Non
     await done
 
 
+async def cmd_discover(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    raise AssertionError("discover does not connect")  # handled in main()
+
+
 _COMMANDS = {"info": cmd_info, "ls": cmd_ls, "get": cmd_get, "put": cmd_put, "rm": cmd_rm,
              "capture": cmd_capture, "props": cmd_props, "events": cmd_events}
 
@@ -338,6 +342,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="ptpip cli", help="our friendly name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
+    dsc = sub.add_parser("discover", help="list cameras announcing themselves (DNS-SD)")
+    dsc.add_argument("--wait", type=float, default=3.0, help="seconds to listen")
     sub.add_parser("info", help="show DeviceInfo")
     sub.add_parser("ls", help="list the objects as a tree")
     g = sub.add_parser("get", help="download objects (handles or paths)")
@@ -368,8 +374,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def discover(args: argparse.Namespace) -> int:
+    try:
+        from .discovery import browse
+    except ImportError:
+        sys.stderr.write("ptpip: discovery needs python-zeroconf (pip install zeroconf)\n")
+        return 1
+    found = browse(args.wait)
+    if args.json:
+        print(json.dumps([f.__dict__ for f in found], indent=2))
+    elif not found:
+        print("no PTP-IP cameras found")
+    for f in found if not args.json else []:
+        print(f"{f.name:24} {f.address}:{f.port:<6} GUID {f.guid}" + (f"  ({f.model})" if f.model else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command == "discover":
+        raise SystemExit(discover(args))
     status = [0]
 
     def run(reactor: Any) -> defer.Deferred[Any]:

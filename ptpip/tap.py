@@ -44,6 +44,8 @@ class Options(usage.Options):
         ["idle-timeout", None, 0.0, "Seconds before an idle session is closed (0: never).", float],
     ]
     optFlags = [
+        ["announce", None, "Announce the camera over DNS-SD/mDNS as _ptp._tcp (the default)."],
+        ["no-announce", None, "Do not announce the camera over DNS-SD/mDNS."],
         ["no-anonymous", None, "Refuse the anonymous (all-0xFF GUID) initiator."],
         ["allow-format", None, "Let FormatStore erase the folder."],
         ["read-only", None, "Refuse uploads, deletions and protection changes."],
@@ -123,4 +125,21 @@ def makeService(options: Options) -> service.MultiService:
     _CameraService(camera, cleanup).setServiceParent(top)
     for endpoint in options["listen"]:
         strports.service(endpoint, factory).setServiceParent(top)
+    if not options["no-announce"]:
+        port = _tcp_port(options["listen"][0])
+        if port:
+            try:
+                from .discovery import Announcer
+            except ImportError:
+                pass
+            else:
+                Announcer(options["name"], port, options["guid"], options["model"]).setServiceParent(top)
     return top
+
+
+def _tcp_port(endpoint: str) -> int | None:
+    """The port of a tcp: endpoint string (0 or another kind: None, nothing to announce)."""
+    parts = endpoint.split(":")
+    if parts[0] in ("tcp", "tcp6") and len(parts) > 1 and parts[1].isdigit() and int(parts[1]):
+        return int(parts[1])
+    return None
