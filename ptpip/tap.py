@@ -54,6 +54,25 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["presets"] = {}
+
+    def opt_preset(self, spec: str) -> None:
+        """Start with a property value, as NAME=VALUE (repeatable), e.g. FNumber=800 or
+        ImageSize=640x480; names as in ptpip.constants.DevicePropCode or codes like 0x5007."""
+        from .constants import DevicePropCode
+        name, sep, value = spec.partition("=")
+        if not sep:
+            raise usage.UsageError(f"--preset takes NAME=VALUE, not {spec!r}")
+        code = None
+        for member in DevicePropCode:
+            if member.name.lower() == name.strip().lower():
+                code = member.value
+        if code is None:
+            try:
+                code = int(name, 0)
+            except ValueError:
+                raise usage.UsageError(f"--preset: unknown property {name!r}") from None
+        self["presets"][code] = value
 
     def opt_listen(self, endpoint: str) -> None:
         """Endpoint string to listen on (repeatable; default tcp:15740)."""
@@ -71,6 +90,14 @@ class Options(usage.Options):
             encode_friendly_name(self["name"])
         except LocalProtocolError as e:
             raise usage.UsageError(str(e)) from None
+        if self["presets"]:
+            # Check the values now, against the camera's standard properties, so a bad one
+            # is a usage error and not a traceback at start-up.
+            from .properties import DeviceProperties
+
+            class _Probe:
+                properties = DeviceProperties()
+            _apply_presets(_Probe(), self["presets"])
         if self["allow-list"] and self["pair"]:
             raise usage.UsageError("use --allow-list or --pair, not both (--pair keeps its own list)")
         from .policy import read_guids
@@ -116,6 +143,7 @@ def makeService(options: Options) -> service.MultiService:
         policy = PairingPolicy(options["pair"], anonymous=anonymous)
     else:
         policy = AcceptAllPolicy(anonymous=anonymous)
+    _apply_presets(camera, options["presets"])
     factory = ResponderFactory(camera, guid=options["guid"], friendly_name=options["name"],
                                max_sessions=options["max-sessions"], policy=policy,
                                max_per_address=options["max-per-address"],
@@ -135,6 +163,19 @@ def makeService(options: Options) -> service.MultiService:
             else:
                 Announcer(options["name"], port, options["guid"], options["model"]).setServiceParent(top)
     return top
+
+
+def _apply_presets(camera: Any, presets: dict[int, str]) -> None:
+    """Set start-up property values, validated like SetDevicePropValue."""
+    from .constants import DataType
+    from .errors import PTPIPError
+    for code, text in presets.items():
+        try:
+            desc = camera.properties.describe(code)
+            value: Any = text if desc.datatype == DataType.STR else int(text, 0)
+            camera.properties.set(code, value)
+        except (PTPIPError, ValueError) as e:
+            raise usage.UsageError(f"--preset 0x{code:04X}={text}: {e}") from None
 
 
 def _tcp_port(endpoint: str) -> int | None:

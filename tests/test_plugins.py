@@ -56,3 +56,17 @@ def test_make_service_serves_the_demo_pictures_by_default(tmp_path):
     svc.stopService()
     import os
     assert not os.path.exists(root)          # the demo folder goes away with the service
+
+
+def test_property_presets(tmp_path):
+    from ptpip.tap import Options, makeService
+    o = Options()
+    o.parseOptions(["--root", str(tmp_path), "--listen", "tcp:0:interface=127.0.0.1", "--preset", "FNumber=800",
+                    "--preset", "imagesize=640x480", "--preset", "0x500F=400"])
+    camera = list(makeService(o))[0].camera
+    assert camera.properties.get(0x5007) == 800 and camera.properties.get(0x5003) == "640x480"
+    assert camera.properties.get(0x500F) == 400
+    for bad in (["--preset", "FNumber=801"], ["--preset", "Warp=1"], ["--preset", "FNumber"],
+                ["--preset", "BatteryLevel=5"]):
+        with pytest.raises(usage.UsageError):
+            Options().parseOptions(["--root", str(tmp_path), "--listen", "tcp:0", *bad])
