@@ -179,13 +179,63 @@ async def cmd_stream(reactor: Any, args: argparse.Namespace) -> None:
     await c.quit()
 
 
-COMMANDS = {"status": cmd_status, "ptz": cmd_ptz, "tape": cmd_tape, "ls": cmd_ls, "get": cmd_get,
+async def cmd_shell(reactor: Any, args: argparse.Namespace) -> None:
+    """An interactive control session: command lines go to the server as they are
+    (``ls [path]`` lists through a data connection); history is kept in ~/.cccp_history."""
+    from twisted.internet import threads
+    try:
+        import readline
+    except ImportError:                      # pragma: no cover - not on every platform
+        readline = None  # type: ignore[assignment]
+    history = os.path.expanduser("~/.cccp_history")
+    if readline is not None:
+        try:
+            readline.read_history_file(history)
+        except OSError:
+            pass
+    c = await _connect(reactor, args.url)
+    greeting = "connected; commands go to the server as typed (ls [path] lists, quit ends)"
+    print(greeting, flush=True)
+    try:
+        while True:
+            try:
+                line = await threads.deferToThread(input, "cccp> " if sys.stdin.isatty() else "")
+            except EOFError:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if line.lower() in ("quit", "exit", "bye"):
+                break
+            try:
+                if line.lower() == "ls" or line.lower().startswith("ls "):
+                    print((await c.list(line[3:].strip() or None)).rstrip("\r\n"), flush=True)
+                    continue
+                r = await c.sendCommand(line)
+                code, lines = r.code, r.lines
+            except CommandFailed as e:
+                code, lines = e.code, e.lines
+            for i, text in enumerate(lines):
+                print(f"{code}{'-' if i < len(lines) - 1 else ' '}{text}", flush=True)
+    finally:
+        if readline is not None:
+            try:
+                readline.write_history_file(history)
+            except OSError:
+                pass
+        if not c.closed:
+            await c.quit()
+
+
+COMMANDS = {"shell": cmd_shell, "status": cmd_status, "ptz": cmd_ptz, "tape": cmd_tape, "ls": cmd_ls, "get": cmd_get,
             "put": cmd_put, "stream": cmd_stream}
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cccp", description="Drive a CCCP camera/recorder server.")
     sub = p.add_subparsers(dest="command", required=True)
+    sh = sub.add_parser("shell", help="an interactive session with history")
+    sh.add_argument("url")
     s = sub.add_parser("status", help="TSTA and CSTA")
     s.add_argument("url")
     z = sub.add_parser("ptz", help="camera controls: pan +5 zoom - ...")

@@ -54,3 +54,32 @@ async def test_errors_are_one_line(reactor, server, tmp_path):
     out, err, code = await run(reactor, "status", "cccp://127.0.0.1:1/")
     assert code == 1 and err.strip() == "cccp: cannot reach the server: ConnectionRefusedError"
     assert "Traceback" not in err
+
+
+@pytest_twisted.ensureDeferred
+async def test_interactive_shell(reactor, server, tmp_path):
+    """Lines typed go to the server as they are; replies come back in RFC 959 form."""
+    from twisted.internet import defer, protocol
+
+    class Collect(protocol.ProcessProtocol):
+        def __init__(self) -> None:
+            self.out = b""
+            self.done: defer.Deferred[None] = defer.Deferred()
+
+        def outReceived(self, data: bytes) -> None:
+            self.out += data
+
+        def processEnded(self, reason: Any) -> None:
+            self.done.callback(None)
+
+    p = Collect()
+    env = dict(os.environ, HOME=str(tmp_path))
+    reactor.spawnProcess(p, sys.executable, [sys.executable, "-m", "cccp.cli", "shell",
+                                             f"cccp://127.0.0.1:{server.port}/"], env=env)
+    p.transport.write(b"zoom +\nCSTA\nls clips\nXYZZY\nquit\n")
+    p.transport.closeStdin()
+    await p.done
+    out = p.out.decode()
+    assert "200 Command okay: ZOOM 1.5" in out
+    assert "200-OK" in out and "200 End of status" in out
+    assert "a.ts" in out and "500 Syntax error, command unrecognized: XYZZY" in out
