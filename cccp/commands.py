@@ -182,7 +182,7 @@ def parse_number(text: str, allow_step: bool = True) -> Number:
     m = _NUMBER.match(text)
     if not m:
         raise SyntaxErrorInArguments(f"Bad number {text!r}: expected [+|-]digits[.digits]")
-    sign, integral, fraction = m.groups()
+    sign, integral, _fraction = m.groups()
     whole = int(integral) * (-1 if sign == "-" else 1)
     if not INT32_MIN <= whole <= INT32_MAX:
         raise SyntaxErrorInArguments(f"Number {text!r} is outside the 32-bit signed range")

@@ -3,7 +3,7 @@ control connection's peer, and active (PORT) connections to that peer."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -30,7 +30,6 @@ class DataProtocol(protocol.Protocol):
         self.sink: Any = None
         self.received = 0
         self.closed = False
-        self.on_data: Callable[[bytes], Any] | None = None
 
     def connectionMade(self) -> None:
         try:

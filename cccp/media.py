@@ -14,7 +14,7 @@ import random
 import struct
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from .errors import CCCPError
 
@@ -411,19 +411,3 @@ class Depacketizer:
         if p.payload_type == RTP_MP2T and not aligned(p.payload):
             raise MediaFramingError("an MP2T RTP payload is not whole TS packets")
         return p.payload
-
-
-def batches(items: Iterable[tuple[float, bytes]], size: int) -> Iterator[tuple[float, bytes]]:
-    """Re-cut timed data into pieces of exactly *size* bytes (the last may be shorter)."""
-    pending = b""
-    due = 0.0
-    for t, data in items:
-        if not pending:
-            due = t
-        pending += data
-        while len(pending) >= size:
-            yield due, pending[:size]
-            pending = pending[size:]
-            due = t
-    if pending:
-        yield due, pending

@@ -102,7 +102,7 @@ def makeService(options: Options) -> service.MultiService:
     root, cleanup = options["root"], None
     if root is None:
         root = cleanup = tempfile.mkdtemp(prefix="cccp-")
-        from .media import sample_clip_path  # noqa: F401
+        from .media import sample_clip_path
         sample = sample_clip_path()
         if sample:
             shutil.copy(sample, root)

@@ -325,10 +325,6 @@ async def cmd_events(reactor: Any, client: Any, args: argparse.Namespace) -> Non
     await done
 
 
-async def cmd_discover(reactor: Any, client: Any, args: argparse.Namespace) -> None:
-    raise AssertionError("discover does not connect")  # handled in main()
-
-
 _COMMANDS = {"info": cmd_info, "ls": cmd_ls, "get": cmd_get, "put": cmd_put, "rm": cmd_rm,
              "capture": cmd_capture, "props": cmd_props, "events": cmd_events}
 

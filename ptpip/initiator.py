@@ -282,7 +282,6 @@ class InitiatorSession:
         self._current: _Transaction | None = None
         self._subscribers: list[Callable[[Event], Any]] = []
         self.closed = False
-        self._close_reason: Exception | None = None
         self.whenClosed: defer.Deferred[None] = defer.DeferredList(
             [command.whenClosed, event.whenClosed]).addCallback(lambda _: None)
         if reactor is None:
@@ -536,7 +535,6 @@ class InitiatorSession:
         if self.closed:
             return
         self.closed = True
-        self._close_reason = error
         for timer in (self._probe_check, self._probe_wait):
             if timer is not None and timer.active():
                 timer.cancel()

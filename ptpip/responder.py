@@ -171,16 +171,22 @@ class ResponderProtocol(protocol.Protocol):
 
     # -- stalls: a peer that stops sending mid-packet or mid-phase, or stops reading ----
     def _watchStall(self) -> None:
-        """(Re)arm the receive-stall timer while the peer owes us bytes."""
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
-        self._stall = None
+        """(Re)arm the receive-stall timer while the peer owes us bytes (a reset, not a
+        new timer, per chunk of a long data phase)."""
         owed = self._parser is not None and self._parser.in_packet
         if self.session is not None and self.role is _Role.COMMAND:
             owed = owed or self.session.awaitingData()
+        armed = self._stall is not None and self._stall.active()
         if owed and not self._holds and self.role is not _Role.CLOSED and self.factory.stall_timeout:
-            self._stall = self.factory.reactor.callLater(self.factory.stall_timeout, self._stalled,
-                                                         "stopped sending in the middle of a packet or data phase")
+            if armed:
+                self._stall.reset(self.factory.stall_timeout)  # type: ignore[union-attr]
+            else:
+                self._stall = self.factory.reactor.callLater(
+                    self.factory.stall_timeout, self._stalled,
+                    "stopped sending in the middle of a packet or data phase")
+        elif armed:
+            self._stall.cancel()  # type: ignore[union-attr]
+            self._stall = None
 
     def _stalled(self, why: str) -> None:
         self._stall = None
