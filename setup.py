@@ -8,5 +8,5 @@ try:
     from twisted.plugin import IPlugin, getPlugins
 
     list(getPlugins(IPlugin))
-except Exception:
-    pass
+except Exception as e:  # a refresh failing must not fail the install
+    print(f"note: Twisted plugin cache not refreshed: {e}")

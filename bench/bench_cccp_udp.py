@@ -53,7 +53,7 @@ class Receiver(threading.Thread):
         while not self.stop:
             try:
                 n = self.sock.recv_into(buf)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             self.arrivals.append((time.monotonic(), n))
 

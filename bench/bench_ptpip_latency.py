@@ -8,10 +8,11 @@ import shutil
 import sys
 import tempfile
 
-from . import common as c
 from ptpip.constants import OperationCode as Op
 from ptpip.datasets import ObjectInfo
 from ptpip.packets import EndData, OperationRequest, OperationResponse, StartData
+
+from . import common as c
 
 
 def run(seconds: float = 2.0, rounds: int = 3) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor, task  # noqa: F401
+from twisted.internet import defer, protocol, reactor, task
 
 
 def raise_fd_limit() -> None:
@@ -100,6 +100,7 @@ def pong_server(port: str, req: str, resp: str) -> None:
 def cccp_server(root: str, port: str) -> None:
     from twisted.cred.checkers import AllowAnonymousAccess
     from twisted.cred.portal import Portal
+
     from cccp.devices import FileMediaStore
     from cccp.live import MediaLibrary
     from cccp.realm import CCCPRealm

@@ -221,7 +221,7 @@ class _PTPUpload:
     """Spools a STOR locally (SendObjectInfo needs the size first), then uploads it
     with SendObjectInfo + SendObject on commit; the camera lands it atomically."""
 
-    def __init__(self, store: "PTPMediaStore", parent: int, name: str) -> None:
+    def __init__(self, store: PTPMediaStore, parent: int, name: str) -> None:
         self.store = store
         self.parent = parent
         self.name = name
@@ -370,7 +370,7 @@ class CameraUnavailable(RemoteProtocolError):
 class BridgeCamera:
     """Delegates to the camera of the current PTP-IP connection."""
 
-    def __init__(self, bridge: "PTPBridge") -> None:
+    def __init__(self, bridge: PTPBridge) -> None:
         self.bridge = bridge
 
     def _cam(self) -> PTPCamera:
@@ -392,7 +392,7 @@ class BridgeCamera:
 class BridgeStore:
     writable = True
 
-    def __init__(self, bridge: "PTPBridge") -> None:
+    def __init__(self, bridge: PTPBridge) -> None:
         self.bridge = bridge
 
     def _store(self) -> PTPMediaStore:
@@ -498,4 +498,4 @@ def parse_camera_spec(spec: str) -> tuple[str, int]:
     return host, int(port) if port else 15740
 
 
-__all__ = ["PTPCamera", "PTPMediaStore", "PTPBridge", "MAPPINGS", "place", "parse_camera_spec"]
+__all__ = ["MAPPINGS", "PTPBridge", "PTPCamera", "PTPMediaStore", "parse_camera_spec", "place"]

@@ -17,7 +17,8 @@ import sys
 import time
 from typing import Any
 
-from twisted.internet import defer, error as ierror, task
+from twisted.internet import defer, task
+from twisted.internet import error as ierror
 
 from .commands import CAMERA_CONTROLS, format_number
 from .errors import CCCPError, CommandFailed, LocalProtocolError
@@ -92,7 +93,7 @@ async def cmd_ptz(reactor: Any, args: argparse.Namespace) -> None:
     if not args.moves or len(args.moves) % 2:
         raise CLIError("give pairs: CONTROL VALUE ... (for example: pan +5 zoom -)")
     c = await _connect(reactor, args.url)
-    for name, value in zip(args.moves[::2], args.moves[1::2]):
+    for name, value in zip(args.moves[::2], args.moves[1::2], strict=True):
         verb = NAMES.get(name.lower(), name.upper())
         if verb not in CAMERA_CONTROLS:
             raise CLIError(f"unknown camera control {name!r}: one of {', '.join(sorted(NAMES))}")

@@ -11,9 +11,10 @@ the oldest outstanding command, as in FTP. ABOR during a transfer is answered
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -24,23 +25,23 @@ from zope.interface import implementer
 
 from .commands import (
     CameraStatus,
-    TransferMode,
-    TransferType,
-    parse_mode,
-    parse_type,
     Reply,
     ReplyParser,
     TapeStatus,
+    TransferMode,
+    TransferType,
     format_host_port,
     format_number,
     parse_csta,
     parse_host_port,
+    parse_mode,
     parse_tsta,
+    parse_type,
 )
 from .data import DataProtocol, connect_active, listen_passive
-from .stream import MediaReceiver, MediaSender, listen_udp, multicast_receiver
 from .errors import CommandFailed, ConnectionLost, LocalProtocolError, RemoteProtocolError
 from .server import DEFAULT_PORT
+from .stream import MediaReceiver, MediaSender, listen_udp, multicast_receiver
 
 TRANSFER_FINAL = frozenset({226, 425, 426, 451, 452, 552})
 
@@ -571,4 +572,4 @@ def connect_url(reactor: Any, url: str, **kwargs: Any) -> defer.Deferred[CCCPCli
     return connect(reactor, u.host, u.port, **kwargs)
 
 
-__all__ = ["CCCPClient", "connect", "connect_url", "CameraStatus", "TapeStatus", "CommandFailed"]
+__all__ = ["CCCPClient", "CameraStatus", "CommandFailed", "TapeStatus", "connect", "connect_url"]

@@ -9,9 +9,9 @@ verbs case-insensitive.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Iterable, Iterator
 
 from .errors import ParameterNotImplemented, RemoteProtocolError, SyntaxErrorInArguments
 

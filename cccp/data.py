@@ -198,7 +198,7 @@ class SendfileSender:
         self.done: defer.Deferred[int] = defer.Deferred()
 
     @classmethod
-    def attempt(cls, transport: Any, fd: int, offset: int, length: int) -> "SendfileSender | None":
+    def attempt(cls, transport: Any, fd: int, offset: int, length: int) -> SendfileSender | None:
         import os
         if not hasattr(os, "sendfile") or getattr(transport, "producer", None) is not None:
             return None

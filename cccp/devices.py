@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from twisted.internet import defer
 from twisted.protocols.basic import FileSender

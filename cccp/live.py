@@ -15,7 +15,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, error, protocol, task
 from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -54,7 +54,7 @@ def v4l2_input(device: str = "/dev/video0") -> list[str]:
 class _EncoderProtocol(protocol.ProcessProtocol):
     log = Logger()
 
-    def __init__(self, source: "EncoderSource") -> None:
+    def __init__(self, source: EncoderSource) -> None:
         self.source = source
         self.stderr = b""
 
@@ -143,7 +143,7 @@ class EncoderSource:
         if self.process is not None:
             try:
                 self.process.signalProcess(signal.SIGTERM)
-            except Exception:
+            except error.ProcessExitedAlready:
                 pass
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import random
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Iterator
 
 from .errors import CCCPError
 
@@ -288,7 +288,7 @@ class RTPPacket:
         return head + b"".join(struct.pack(">I", c) for c in self.csrcs) + self.payload
 
     @classmethod
-    def decode(cls, data: bytes) -> "RTPPacket":
+    def decode(cls, data: bytes) -> RTPPacket:
         if len(data) < 12:
             raise MediaFramingError(f"an RTP packet of {len(data)} bytes is shorter than its header")
         b0, b1, seq, ts, ssrc = _RTP.unpack_from(data)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from twisted.cred import checkers, credentials, portal
 from zope.interface import Attribute, Interface, implementer
@@ -62,4 +63,4 @@ def make_portal(realm: CCCPRealm, checker_list: list[Any], anonymous: bool) -> p
     return portal.Portal(realm, cs)
 
 
-__all__ = ["ICCCPUser", "CCCPUser", "CCCPRealm", "make_portal", "credentials"]
+__all__ = ["CCCPRealm", "CCCPUser", "ICCCPUser", "credentials", "make_portal"]

@@ -12,11 +12,13 @@ from __future__ import annotations
 import posixpath
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
-from twisted.cred import credentials, error as cred_error
+from twisted.cred import credentials
+from twisted.cred import error as cred_error
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -42,7 +44,16 @@ from .commands import (
     tsta_lines,
 )
 from .data import CountingConsumer, DataProtocol, PassiveFactory, connect_active, listen_passive
+from .devices import Entry
+from .errors import (
+    FileUnavailable,
+    NotImplementedHere,
+    ParameterNotImplemented,
+    RemoteProtocolError,
+    SyntaxErrorInArguments,
+)
 from .media import RTP_MP2T
+from .realm import ICCCPUser
 from .stream import (
     MediaReceiver,
     MediaSender,
@@ -53,15 +64,6 @@ from .stream import (
     multicast_receiver,
     multicast_sender,
 )
-from .devices import Entry
-from .errors import (
-    FileUnavailable,
-    NotImplementedHere,
-    ParameterNotImplemented,
-    RemoteProtocolError,
-    SyntaxErrorInArguments,
-)
-from .realm import ICCCPUser
 
 #: The draft leaves the port "to be assigned by IANA"; we use this one by default.
 DEFAULT_PORT = 5021
@@ -126,7 +128,7 @@ class CCCPServerProtocol(protocol.Protocol):
     """One CCCP control connection."""
 
     log = Logger()
-    factory: "CCCPFactory"
+    factory: CCCPFactory
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -175,7 +177,7 @@ class CCCPServerProtocol(protocol.Protocol):
             self._logout = None
 
     def reply(self, code: int, text: str | list[str]) -> None:
-        if self.transport is not None and not self._closing or code in (221, 421):
+        if (self.transport is not None and not self._closing) or code in (221, 421):
             self.transport.write(format_reply(code, text))
 
     # -- lines ----------------------------------------------------------------------
@@ -871,7 +873,7 @@ class CCCPServerProtocol(protocol.Protocol):
         names = list(camera.controls())
         ds = [defer.maybeDeferred(camera.status, n) for n in names]
         d = defer.gatherResults(ds, consumeErrors=True)
-        return d.addCallback(lambda values: (200, csta_lines(CameraStatus("OK", dict(zip(names, values))))))
+        return d.addCallback(lambda values: (200, csta_lines(CameraStatus("OK", dict(zip(names, values, strict=True))))))
 
 
 def _make_camera_handler(verb: str) -> Callable[[CCCPServerProtocol, str | None], Any]:

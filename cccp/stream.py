@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -326,7 +327,8 @@ class MediaSender:
             try:
                 self._producer.stopProducing()
             except Exception:
-                pass
+                # a source that cannot stop cleanly must not break stopping the stream
+                self.log.failure("stopping the media source failed")
             self._producer = None
 
 
@@ -400,5 +402,13 @@ def RTPPacketType(raw: bytes) -> int:
     return raw[1] & 0x7F
 
 
-__all__ = ["MediaSender", "MediaReceiver", "UDPEndpoint", "listen_udp", "multicast_sender",
-           "multicast_receiver", "is_multicast", "Pacer"]
+__all__ = [
+    "MediaReceiver",
+    "MediaSender",
+    "Pacer",
+    "UDPEndpoint",
+    "is_multicast",
+    "listen_udp",
+    "multicast_receiver",
+    "multicast_sender",
+]

@@ -13,10 +13,18 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from cccp.commands import ReplyParser, parse_command, parse_csta, parse_host_port, parse_mode, \
-        parse_number, parse_tsta, parse_type
+    from cccp.commands import (
+        ReplyParser,
+        parse_command,
+        parse_csta,
+        parse_host_port,
+        parse_mode,
+        parse_number,
+        parse_tsta,
+        parse_type,
+    )
     from cccp.errors import CCCPError
-    from cccp.media import RFC4571Framer, RTPPacket, TSFramer, Pacer
+    from cccp.media import Pacer, RFC4571Framer, RTPPacket, TSFramer
     from ptpip.datasets import DeviceInfo, DevicePropDesc, ObjectInfo, StorageInfo, unpack_value
     from ptpip.errors import PTPIPError
     from ptpip.framing import PacketParser

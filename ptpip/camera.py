@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -27,7 +28,11 @@ from .constants import (
     NO_TRANSACTION,
     EventCode,
     ObjectFormat,
+)
+from .constants import (
     OperationCode as Op,
+)
+from .constants import (
     ResponseCode as R,
 )
 from .datasets import DeviceInfo, ObjectInfo, pack_u32_array, pack_value, unpack_value
@@ -134,7 +139,7 @@ class Camera:
             device_version=self.device_version, serial_number=self.serial_number)
 
     # -- IResponderDevice ---------------------------------------------------------
-    def newSession(self, initiator: IInitiatorInfo, events: IEventSink) -> "CameraSession":
+    def newSession(self, initiator: IInitiatorInfo, events: IEventSink) -> CameraSession:
         s = CameraSession(self, initiator, events)
         self.sessions.add(s)
         return s

@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Any
 
-from twisted.internet import defer, error as ierror, task
+from twisted.internet import defer, task
+from twisted.internet import error as ierror
 
 from .constants import (
     DEFAULT_PORT,
@@ -146,10 +147,10 @@ def _run(reactor: Any, args: argparse.Namespace) -> Any:
                                          open_session=args.command != "info")
     except InitFailed as e:
         raise CLIError(f"{args.host}:{args.port} refused the connection: "
-                       f"{FailReason(e.reason).name if e.reason in FailReason._value2member_map_ else e.reason}")
+                       f"{FailReason(e.reason).name if e.reason in FailReason._value2member_map_ else e.reason}") from None
     except (ierror.ConnectError, ierror.TimeoutError, defer.TimeoutError) as e:
         raise CLIError(f"cannot reach a PTP-IP camera at {args.host}:{args.port}: {e.__class__.__name__}"
-                       f"{': ' + str(e.args[0]) if getattr(e, 'args', None) and e.args[0] else ''}")
+                       f"{': ' + str(e.args[0]) if getattr(e, 'args', None) and e.args[0] else ''}") from None
     try:
         yield defer.ensureDeferred(_COMMANDS[args.command](reactor, client, args))
     finally:

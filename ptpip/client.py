@@ -13,7 +13,8 @@ Every method returns a Deferred; a response other than OK fails it with
 from __future__ import annotations
 
 import os
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IConsumer
@@ -23,11 +24,13 @@ from .constants import (
     DEFAULT_PORT,
     EventCode,
     ObjectFormat,
+)
+from .constants import (
     OperationCode as Op,
 )
 from .datasets import (
-    DevicePropDesc,
     DeviceInfo,
+    DevicePropDesc,
     ObjectInfo,
     StorageInfo,
     pack_value,
@@ -96,6 +99,17 @@ class _ProgressSource(FileSource):
 
 class CaptureTimeout(PTPIPError):
     """No CaptureComplete arrived in time."""
+
+
+def _path_of(h: int, infos: dict[int, ObjectInfo], paths: dict[int, str], prefix: str, depth: int = 0) -> str:
+    """The ``/`` joined path of object *h*, memoised in *paths*; cycles end at depth 64."""
+    if h in paths:
+        return paths[h]
+    oi = infos[h]
+    parent = oi.parent_object
+    base = _path_of(parent, infos, paths, prefix, depth + 1) if parent in infos and depth < 64 else prefix
+    paths[h] = f"{base}/{oi.filename}"
+    return paths[h]
 
 
 class PTPClient:
@@ -195,18 +209,8 @@ class PTPClient:
             for h in handles:
                 infos[h] = yield self.getObjectInfo(h)
             paths: dict[int, str] = {}
-
-            def path_of(h: int, depth: int = 0) -> str:
-                if h in paths:
-                    return paths[h]
-                oi = infos[h]
-                parent = oi.parent_object
-                base = path_of(parent, depth + 1) if parent in infos and depth < 64 else prefix
-                paths[h] = f"{base}/{oi.filename}"
-                return paths[h]
-
             for h in handles:
-                out.append((path_of(h), h, infos[h]))
+                out.append((_path_of(h, infos, paths, prefix), h, infos[h]))
         out.sort(key=lambda t: t[0])
         return out
 

@@ -9,8 +9,9 @@ NoValidObjectInfo for a bad ObjectInfo, GeneralError otherwise).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from .constants import DataType, ResponseCode
 from .errors import RemoteProtocolError
@@ -222,7 +223,7 @@ class DeviceInfo:
         ])
 
     @classmethod
-    def decode(cls, data: bytes) -> "DeviceInfo":
+    def decode(cls, data: bytes) -> DeviceInfo:
         r = Reader(data)
         a16 = DataType.AUINT16
         return cls(r.u16(), r.u32(), r.u16(), r.string(), r.u16(),
@@ -249,7 +250,7 @@ class StorageInfo:
                 + pack_string(self.storage_description) + pack_string(self.volume_label))
 
     @classmethod
-    def decode(cls, data: bytes) -> "StorageInfo":
+    def decode(cls, data: bytes) -> StorageInfo:
         r = Reader(data)
         return cls(r.u16(), r.u16(), r.u16(), r.u64(), r.u64(), r.u32(), r.string(), r.string())
 
@@ -291,7 +292,7 @@ class ObjectInfo:
             + pack_string(self.modification_date) + pack_string(self.keywords)
 
     @classmethod
-    def decode(cls, data: bytes) -> "ObjectInfo":
+    def decode(cls, data: bytes) -> ObjectInfo:
         r = Reader(data, ResponseCode.NoValidObjectInfo)
         if len(r.data) < _OBJECT_INFO_FIXED.size:
             raise DatasetError(f"ObjectInfo of {len(r.data)} bytes is truncated",
@@ -335,7 +336,7 @@ class DevicePropDesc:
         return b"".join(out)
 
     @classmethod
-    def decode(cls, data: bytes) -> "DevicePropDesc":
+    def decode(cls, data: bytes) -> DevicePropDesc:
         r = Reader(data)
         code, datatype, getset = r.u16(), r.u16(), r.u8()
         default, current = r.value(datatype), r.value(datatype)

@@ -14,8 +14,9 @@ import shutil
 import stat
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -167,7 +168,7 @@ class _Entry:
 class _Upload:
     """Writes into a hidden temporary file beside the target; renames on commit."""
 
-    def __init__(self, store: "FilesystemStore", handle: int, target: str, limit: int) -> None:
+    def __init__(self, store: FilesystemStore, handle: int, target: str, limit: int) -> None:
         self.store = store
         self.handle = handle
         self.target = target

@@ -19,7 +19,8 @@ marks its end. A 4 GiB object never sits in memory.
 
 from __future__ import annotations
 
-from typing import Final, Iterator
+from collections.abc import Iterator
+from typing import Final
 
 from .constants import PacketType
 from .errors import (

@@ -15,8 +15,9 @@ from __future__ import annotations
 import socket
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -66,7 +67,7 @@ from .packets import (
 )
 from .streams import BytesConsumer, BytesSource
 
-__all__ = ["connect", "connectEndpoints", "InitiatorSession", "OperationResult", "DEFAULT_GUID"]
+__all__ = ["DEFAULT_GUID", "InitiatorSession", "OperationResult", "connect", "connectEndpoints"]
 
 #: Data-out packets are at most this big (libgphoto2 uses 64 KiB; larger is faster).
 DATA_PACKET_SIZE = 1 << 20
@@ -90,7 +91,7 @@ class OperationResult:
     def ok(self) -> bool:
         return self.code == ResponseCode.OK
 
-    def check(self, operation: int | None = None) -> "OperationResult":
+    def check(self, operation: int | None = None) -> OperationResult:
         """Return self if OK, else raise :class:`~ptpip.errors.PTPResponseError`."""
         if self.code == ResponseCode.TransactionCancelled:
             raise TransactionCancelled(f"transaction {self.transaction_id} was cancelled")
@@ -220,7 +221,7 @@ class _DataOutWriter:
 class _Transaction:
     """One request from queueing to its response."""
 
-    def __init__(self, session: "InitiatorSession", code: int, params: tuple[int, ...],
+    def __init__(self, session: InitiatorSession, code: int, params: tuple[int, ...],
                  data: Any, into: IConsumer | None, deferred: defer.Deferred[OperationResult]) -> None:
         self.session = session
         self.code = code

@@ -116,7 +116,7 @@ class _Packet:
         return HEADER.pack(HEADER_SIZE + len(body), self.TYPE) + body
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "Packet":
+    def decode_body(cls, body: bytes) -> Packet:
         return cls()  # type: ignore[return-value]
 
 
@@ -140,7 +140,7 @@ class InitCommandRequest(_Packet):
         return self.guid + encode_friendly_name(self.friendly_name) + _U32.pack(self.version)
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "InitCommandRequest":
+    def decode_body(cls, body: bytes) -> InitCommandRequest:
         name, version = decode_name_and_version(body[_GUID_LEN:])
         return cls(bytes(body[:_GUID_LEN]), name, version)
 
@@ -168,7 +168,7 @@ class InitCommandAck(_Packet):
                 + encode_friendly_name(self.friendly_name) + _U32.pack(self.version))
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "InitCommandAck":
+    def decode_body(cls, body: bytes) -> InitCommandAck:
         name, version = decode_name_and_version(body[4 + _GUID_LEN:])
         return cls(_U32.unpack_from(body)[0], bytes(body[4:4 + _GUID_LEN]), name, version)
 
@@ -185,7 +185,7 @@ class _U32Packet(_Packet):
         return _U32.pack(self._value())
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "Packet":
+    def decode_body(cls, body: bytes) -> Packet:
         return cls(_U32.unpack_from(body)[0])  # type: ignore[call-arg,return-value]
 
 
@@ -273,7 +273,7 @@ class OperationRequest(_Packet):
                 + struct.pack(f"<{len(self.params)}I", *self.params))
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "OperationRequest":
+    def decode_body(cls, body: bytes) -> OperationRequest:
         phase, code, tid = _OP_REQUEST.unpack_from(body)
         return cls(phase, code, tid, _unpack_params(body, _OP_REQUEST.size, MAX_OPERATION_PARAMS))
 
@@ -302,7 +302,7 @@ class _CodePacket(_Packet):
                 + struct.pack(f"<{len(self.params)}I", *self.params))
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "Packet":
+    def decode_body(cls, body: bytes) -> Packet:
         code, tid = _OP_RESPONSE.unpack_from(body)
         return cls(code, tid, _unpack_params(body, _OP_RESPONSE.size, cls.LIMIT))  # type: ignore[return-value]
 
@@ -344,7 +344,7 @@ class StartData(_Packet):
         return _START_DATA.pack(self.transaction_id, self.total_length)
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "StartData":
+    def decode_body(cls, body: bytes) -> StartData:
         return cls(*_START_DATA.unpack_from(body))
 
 
@@ -368,7 +368,7 @@ class _PayloadPacket(_Packet):
         return _U32.pack(self.transaction_id) + bytes(self.payload)
 
     @classmethod
-    def decode_body(cls, body: bytes) -> "Packet":
+    def decode_body(cls, body: bytes) -> Packet:
         return cls(_U32.unpack_from(body)[0], bytes(body[4:]))  # type: ignore[call-arg,return-value]
 
 
@@ -400,7 +400,7 @@ class ProbeResponse(_Packet):
     TYPE = PacketType.PROBE_RESPONSE
 
 
-Packet = Union[
+Packet = Union[  # noqa: UP007 (a long union reads better one per line)
     InitCommandRequest, InitCommandAck, InitEventRequest, InitEventAck, InitFail,
     OperationRequest, OperationResponse, Event, StartData, Data, Cancel, EndData,
     ProbeRequest, ProbeResponse,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 from twisted.logger import Logger
 from zope.interface import implementer

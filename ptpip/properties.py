@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .constants import DataType, DevicePropCode as P, ResponseCode
+from .constants import DataType, ResponseCode
+from .constants import DevicePropCode as P
 from .datasets import FORM_ENUM, FORM_NONE, FORM_RANGE, DevicePropDesc
 from .interfaces import IDeviceProperties
 from .responder import OperationError
@@ -30,7 +32,7 @@ class Property:
     enumeration: tuple[Any, ...] = ()
     value: Any = None
     #: Computes the value on every read (DateTime); set() then stores an offset.
-    dynamic: Callable[["Property"], Any] | None = field(default=None, repr=False)
+    dynamic: Callable[[Property], Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.value is None:
@@ -181,4 +183,4 @@ def preset(props: DeviceProperties, values: dict[int, Any]) -> None:
         props.set(code, value)
 
 
-__all__ = ["Property", "DeviceProperties", "standard_properties", "preset"]
+__all__ = ["DeviceProperties", "Property", "preset", "standard_properties"]

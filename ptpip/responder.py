@@ -15,8 +15,9 @@ import os
 import secrets
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
@@ -73,8 +74,13 @@ from .packets import (
 from .streams import BytesConsumer, BytesSource
 
 __all__ = [
-    "Response", "OperationError", "InitiatorInfo",
-    "ResponderFactory", "ResponderProtocol", "ResponderSession", "DEFAULT_PORT",
+    "DEFAULT_PORT",
+    "InitiatorInfo",
+    "OperationError",
+    "ResponderFactory",
+    "ResponderProtocol",
+    "ResponderSession",
+    "Response",
 ]
 
 #: Largest Data packet we send; larger writes are split.
@@ -131,7 +137,7 @@ class ResponderProtocol(protocol.Protocol):
     """One TCP connection of a PTP-IP responder: command/data or event channel."""
 
     log = Logger()
-    factory: "ResponderFactory"
+    factory: ResponderFactory
 
     def __init__(self) -> None:
         self.role = _Role.NEW
@@ -335,7 +341,7 @@ class _WriteWatch:
     so write buffers stay bounded.
     """
 
-    def __init__(self, proto: "ResponderProtocol") -> None:
+    def __init__(self, proto: ResponderProtocol) -> None:
         self.proto = proto
         self.inner: Any = None
         self.paused = False
@@ -393,7 +399,7 @@ class _SendfilePump:
     not available (other transports, TLS, tests in memory) the ordinary path is used.
     """
 
-    def __init__(self, session: "ResponderSession", tid: int, fd: int, offset: int, length: int,
+    def __init__(self, session: ResponderSession, tid: int, fd: int, offset: int, length: int,
                  closer: Callable[[], None]) -> None:
         self.session = session
         self.tid = tid
@@ -409,7 +415,7 @@ class _SendfilePump:
         self._stall: IDelayedCall | None = None
 
     @classmethod
-    def attempt(cls, session: "ResponderSession", tid: int, source: Any) -> "_SendfilePump | None":
+    def attempt(cls, session: ResponderSession, tid: int, source: Any) -> _SendfilePump | None:
         from .streams import FileSource
         transport = session.command.transport
         if not isinstance(source, FileSource) or not hasattr(os, "sendfile") or not source.sendfile_ok():
@@ -530,7 +536,7 @@ class _SendfilePump:
 class _IncomingData:
     """The data-out phase of one transaction, delivered as it arrives."""
 
-    def __init__(self, session: "ResponderSession", transaction_id: int, total: int) -> None:
+    def __init__(self, session: ResponderSession, transaction_id: int, total: int) -> None:
         self._session = session
         self.transaction_id = transaction_id
         self.length = None if total == UNKNOWN_LENGTH else total
@@ -643,7 +649,7 @@ class _DataInWriter:
     carries it (a small dataset goes out as Start Data + End Data).
     """
 
-    def __init__(self, session: "ResponderSession", transaction_id: int, length: int | None) -> None:
+    def __init__(self, session: ResponderSession, transaction_id: int, length: int | None) -> None:
         self._session = session
         self._tid = transaction_id
         self.length = length
@@ -688,7 +694,7 @@ class ResponderSession:
 
     log = Logger()
 
-    def __init__(self, factory: "ResponderFactory", command: ResponderProtocol,
+    def __init__(self, factory: ResponderFactory, command: ResponderProtocol,
                  event: ResponderProtocol, initiator: InitiatorInfo) -> None:
         self.factory = factory
         self.command = command

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IConsumer, IPushProducer

@@ -84,8 +84,8 @@ class Options(usage.Options):
         if not self["listen"]:
             self["listen"] = [f"tcp:{DEFAULT_PORT}"]
         self["guid"] = _guid(self["guid"]) if self["guid"] else uuid.uuid4().bytes
-        from .packets import encode_friendly_name
         from .errors import LocalProtocolError
+        from .packets import encode_friendly_name
         try:
             encode_friendly_name(self["name"])
         except LocalProtocolError as e:

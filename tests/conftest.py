@@ -23,7 +23,7 @@ def make_tree(root: str) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     os.makedirs(os.path.join(root, "DCIM", "100TEST"))
     os.makedirs(os.path.join(root, "DCIM", "101TEST", "deep"))
-    for i, src in enumerate(sample_pictures()[:2]):
+    for src in sample_pictures()[:2]:
         name = f"DCIM/100TEST/{os.path.basename(src)}"
         shutil.copy(src, os.path.join(root, name))
         files[name] = open(src, "rb").read()

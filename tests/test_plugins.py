@@ -63,7 +63,7 @@ def test_property_presets(tmp_path):
     o = Options()
     o.parseOptions(["--root", str(tmp_path), "--listen", "tcp:0:interface=127.0.0.1", "--preset", "FNumber=800",
                     "--preset", "imagesize=640x480", "--preset", "0x500F=400"])
-    camera = list(makeService(o))[0].camera
+    camera = next(iter(makeService(o))).camera
     assert camera.properties.get(0x5007) == 800 and camera.properties.get(0x5003) == "640x480"
     assert camera.properties.get(0x500F) == 400
     for bad in (["--preset", "FNumber=801"], ["--preset", "Warp=1"], ["--preset", "FNumber"],

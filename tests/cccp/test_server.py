@@ -131,7 +131,7 @@ async def test_login_flood_is_delayed_and_cut_off(reactor, server):
     start = reactor.seconds()
     for i in range(2):
         await ask(c, "USER alice")
-        r = await ask(c, "PASS guess%d" % i)
+        r = await ask(c, f"PASS guess{i}")
         assert (r.code, r.text) == (530, "Login incorrect")
     assert reactor.seconds() - start >= 0.1
     await ask(c, "USER alice")

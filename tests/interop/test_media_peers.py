@@ -94,6 +94,7 @@ def long_clip(tmp_path_factory: Any) -> str:
 @pytest_twisted.async_yield_fixture
 async def media(reactor: Any, tmp_path: Any, long_clip: str) -> Any:
     from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+
     from cccp.devices import VirtualTapeDeck
     from cccp.realm import CCCPRealm, make_portal
     from cccp.server import CCCPFactory
@@ -448,6 +449,7 @@ async def test_without_an_encoder_the_live_source_is_the_looped_sample(reactor, 
     """The built-in default: no ffmpeg, /live/testpattern loops the shipped sample in real time."""
     from twisted.cred.checkers import AllowAnonymousAccess
     from twisted.cred.portal import Portal
+
     from cccp.realm import CCCPRealm
     from cccp.server import CCCPFactory
     os.makedirs(tmp_path / "m")

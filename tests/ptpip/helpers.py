@@ -13,7 +13,7 @@ from ptpip.constants import PROTOCOL_VERSION
 from ptpip.framing import PacketParser
 from ptpip.interfaces import IResponderDevice, IResponderSession
 from ptpip.packets import Data, EndData, InitCommandRequest, InitEventRequest
-from ptpip.responder import OperationError, Response, ResponderFactory
+from ptpip.responder import OperationError, ResponderFactory, Response
 from ptpip.streams import BytesConsumer
 
 GUID = bytes(range(16))
@@ -26,7 +26,7 @@ OP_REFUSE = 0x9004       # refuses at once (responder-generated cancel of data-o
 
 @implementer(IResponderSession)
 class ScriptedSession:
-    def __init__(self, device: "ScriptedDevice", initiator: Any, events: Any) -> None:
+    def __init__(self, device: ScriptedDevice, initiator: Any, events: Any) -> None:
         self.device = device
         self.initiator = initiator
         self.events = events

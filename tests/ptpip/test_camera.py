@@ -14,7 +14,9 @@ from zope.interface.verify import verifyObject
 
 from ptpip.camera import filesystem_camera, sample_pictures
 from ptpip.capture import FolderCapture, TestCardCapture
-from ptpip.constants import DataPhase, EventCode, ObjectFormat, OperationCode as Op, ResponseCode as R
+from ptpip.constants import DataPhase, EventCode, ObjectFormat
+from ptpip.constants import OperationCode as Op
+from ptpip.constants import ResponseCode as R
 from ptpip.datasets import (
     DeviceInfo,
     DevicePropDesc,
@@ -76,7 +78,7 @@ class Rig:
         assert response.code == R.OK, hex(response.code)
         return response, payload
 
-    def open(self) -> "Rig":
+    def open(self) -> Rig:
         self.ok(Op.OpenSession, 1, tid=0)
         return self
 
@@ -335,6 +337,7 @@ def test_capture_adds_an_object_then_completes(tmp_path):
 
 def test_test_card_is_a_jpeg_with_a_time_stamp():
     from PIL import Image
+
     from ptpip.capture import draw_test_card
     a = draw_test_card(320, 240, "2026-01-01 00:00:00")
     b = draw_test_card(320, 240, "2026-01-01 00:00:01")

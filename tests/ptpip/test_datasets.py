@@ -4,7 +4,8 @@ DeviceInfo / StorageInfo / ObjectInfo / DevicePropDesc layouts."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptpip.constants import DataType, ResponseCode
 from ptpip.datasets import (

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -15,7 +16,8 @@ from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from ptpip.client import PTPClient
-from ptpip.constants import DataPhase, FailReason, OperationCode as Op, ResponseCode
+from ptpip.constants import DataPhase, FailReason, ResponseCode
+from ptpip.constants import OperationCode as Op
 from ptpip.datasets import ObjectInfo, pack_value
 from ptpip.framing import PacketParser
 from ptpip.packets import (

@@ -12,7 +12,8 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from ptpip.client import PTPClient
-from ptpip.constants import EventCode, FailReason, OperationCode as Op, ResponseCode
+from ptpip.constants import EventCode, FailReason, ResponseCode
+from ptpip.constants import OperationCode as Op
 from ptpip.errors import InitFailed, TransactionCancelled
 from ptpip.initiator import connect
 from ptpip.interfaces import IDataSource, IInitiatorPolicy
@@ -280,6 +281,7 @@ async def test_responder_refusing_a_data_out_midway_stops_the_initiator(reactor,
     """5.6.2 case 1 over sockets: the early response ends the transaction; the next one works."""
     from ptpip.responder import ResponderFactory
     from ptpip.streams import FileSource
+
     from .helpers import OP_DATA_IN, OP_REFUSE, ScriptedDevice
     factory = ResponderFactory(ScriptedDevice())
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
@@ -338,6 +340,7 @@ async def test_responder_generated_cancel_during_data_in_is_discarded_by_the_ini
     """5.6.2 case 2: the responder stops the data-in and answers an error; the initiator
     discards the partial data and the session goes on."""
     from ptpip.responder import ResponderFactory
+
     from .helpers import OP_DATA_IN, ScriptedDevice
     device = ScriptedDevice()
     device.source = lambda n: FailingSource() if n == 1 else b"ok"
@@ -361,6 +364,7 @@ async def test_initiator_probes_a_silent_responder_and_gives_up_after_the_timeou
     """A responder that acks, then never answers (nor a Probe Request): the initiator's
     request fails once the probe goes unanswered, instead of hanging."""
     from twisted.internet import protocol as tproto
+
     from ptpip.errors import ConnectionClosed
     from ptpip.framing import PacketParser
     from ptpip.packets import InitCommandAck, InitCommandRequest, InitEventAck, InitEventRequest

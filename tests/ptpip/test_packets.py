@@ -4,7 +4,8 @@ parsing, every malformed class with its exact error, and round trips."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptpip.constants import PROTOCOL_VERSION, PacketType
 from ptpip.errors import (
@@ -30,8 +31,8 @@ from ptpip.packets import (
     ProbeRequest,
     ProbeResponse,
     StartData,
-    decode_packet,
     decode_name_and_version,
+    decode_packet,
     encode_friendly_name,
 )
 

@@ -28,8 +28,17 @@ from ptpip.policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy, read_g
 from ptpip.responder import InitiatorInfo, Response
 from ptpip.streams import FileSource
 
-from .helpers import GUID, OP_DATA_IN, OP_DATA_OUT, OP_SLOW, Peer, ScriptedDevice, data_payload, establish, \
-    make_factory
+from .helpers import (
+    GUID,
+    OP_DATA_IN,
+    OP_DATA_OUT,
+    OP_SLOW,
+    Peer,
+    ScriptedDevice,
+    data_payload,
+    establish,
+    make_factory,
+)
 
 IN, OUT = DataPhase.NO_DATA_OR_DATA_IN, DataPhase.DATA_OUT
 
@@ -241,6 +250,7 @@ def test_rejected_initiator_gets_init_fail(tmp_path):
 
 def test_plugin_policy_options(tmp_path):
     from twisted.python import usage
+
     from ptpip.tap import Options, makeService
     path = str(tmp_path / "g")
     write_guids(path, [GUID])
@@ -301,8 +311,10 @@ def test_cancel_while_processing_first_on_the_command_channel():
 def test_asynchronous_capture_is_cancelled_by_transaction_id(tmp_path):
     """2.7.3: Cancel of an InitiateCapture's transaction ends it with CaptureComplete, no object."""
     from zope.interface import implementer
+
     from ptpip.camera import Camera
-    from ptpip.constants import EventCode, OperationCode as Op
+    from ptpip.constants import EventCode
+    from ptpip.constants import OperationCode as Op
     from ptpip.filestore import FilesystemStore
     from ptpip.interfaces import ICaptureSource
     from ptpip.packets import Event
