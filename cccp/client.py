@@ -81,6 +81,10 @@ def _number(value: Decimal | int | float | str) -> str:
 class CCCPClient(protocol.Protocol):
     """A CCCP control connection. Build with :func:`connect`."""
 
+    # Set by makeConnection: a tcp.Connection, which is an ITCPTransport, IConsumer and
+    # IPushProducer at once (and whose internals the sendfile paths use).
+    transport: Any
+
     log = Logger()
 
     def __init__(self, passive: bool = True) -> None:
@@ -226,11 +230,19 @@ class CCCPClient(protocol.Protocol):
 
     def type(self, spec: str) -> defer.Deferred[Reply]:
         parsed = parse_type(spec)
-        return self._cmd("TYPE", spec).addCallback(lambda r: (setattr(self, "current_type", parsed), r)[1])
+
+        def accepted(r: Reply) -> Reply:
+            self.current_type = parsed
+            return r
+        return self._cmd("TYPE", spec).addCallback(accepted)
 
     def mode(self, spec: str) -> defer.Deferred[Reply]:
         parsed = parse_mode(spec)
-        return self._cmd("MODE", spec).addCallback(lambda r: (setattr(self, "current_mode", parsed), r)[1])
+
+        def accepted(r: Reply) -> Reply:
+            self.current_mode = parsed
+            return r
+        return self._cmd("MODE", spec).addCallback(accepted)
 
     def _framing(self) -> str:
         if self.current_type.format == "R":
@@ -284,7 +296,10 @@ class CCCPClient(protocol.Protocol):
             ran: list[Any] = []
 
             def preliminary(reply: Reply) -> None:
-                started.addCallback(lambda d: ran.append(run(d)) or d)
+                def go(d: Any) -> Any:
+                    ran.append(run(d))
+                    return d
+                started.addCallback(go)
 
             final = self.sendCommand(line, transfer=True, on_preliminary=preliminary)
             try:
@@ -427,9 +442,17 @@ class CCCPClient(protocol.Protocol):
         try:
             ep = yield self._udpPort()
             preliminary: defer.Deferred[Reply] = defer.Deferred()
-            final = self.sendCommand(f"STOR {path}", transfer=True,
-                                     on_preliminary=lambda r: preliminary.called or preliminary.callback(r))
-            final.addErrback(lambda f: (preliminary.called or preliminary.errback(f), f)[1])
+
+            def go(r: Reply) -> None:
+                if not preliminary.called:
+                    preliminary.callback(r)
+
+            def refused(f: Failure) -> Failure:
+                if not preliminary.called:
+                    preliminary.errback(f)
+                return f
+            final = self.sendCommand(f"STOR {path}", transfer=True, on_preliminary=go)
+            final.addErrback(refused)
             yield preliminary
             sender = MediaSender(self.reactor, ep, udp=True, framing=self._framing(),
                                  per_datagram=self.current_mode.per_packet or 7,

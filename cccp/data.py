@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IPushProducer, IWriteDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -20,13 +20,17 @@ class DataProtocol(protocol.Protocol):
     without bound while the control channel is still deciding.
     """
 
+    # Set by makeConnection: a tcp.Connection, which is an ITCPTransport, IConsumer and
+    # IPushProducer at once (and whose internals the sendfile paths use).
+    transport: Any
+
     log = Logger()
 
     def __init__(self) -> None:
         self.connected_d: defer.Deferred[DataProtocol] = defer.Deferred()
         #: Fires (never fails) with the exception that ended the connection,
         #: ``ConnectionDone`` for a clean close.
-        self.closed_d: defer.Deferred[BaseException] = defer.Deferred()
+        self.closed_d: defer.Deferred[BaseException | None] = defer.Deferred()
         self.sink: Any = None
         self.received = 0
         self.closed = False
@@ -156,7 +160,12 @@ class ActiveFactory(protocol.ClientFactory):
     def buildProtocol(self, addr: Any) -> DataProtocol:
         p = DataProtocol()
         p.factory = self
-        p.connected_d.addCallback(lambda proto: self.result.called or self.result.callback(proto))
+
+        def connected(proto: DataProtocol) -> DataProtocol:
+            if not self.result.called:
+                self.result.callback(proto)
+            return proto
+        p.connected_d.addCallback(connected)
         return p
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
@@ -176,7 +185,7 @@ def _writers() -> list[Any]:
     return list(reactor.getWriters())
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IWriteDescriptor)
 class SendfileSender:
     """Sends a region of a file to a TCP transport with ``os.sendfile`` (no copies in
     Python), waiting for writability through Twisted's producer protocol.

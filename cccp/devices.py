@@ -59,10 +59,10 @@ class FileMediaSource:
                 self._pump = pump
                 consumer.count_from(pump)
 
-                def closed(result: Any) -> Any:
+                def close_file(result: Any) -> Any:
                     f.close()
                     return result if isinstance(result, Failure) else None
-                return pump.start().addBoth(closed)
+                return pump.start().addBoth(close_file)
         f.seek(self.offset)
         self._sender = _BigFileSender()
         d = self._sender.beginFileTransfer(f, consumer)
@@ -284,7 +284,7 @@ class VirtualTapeDeck:
     def __init__(self, length: float = 3600.0, clock: Any = None, max_play_speed: float = 8,
                  max_ff_speed: float = 64) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[no-redef]
+            from twisted.internet import reactor as clock
         self.clock = clock
         self.length = Decimal(str(length))
         self.max_play_speed = Decimal(str(max_play_speed))

@@ -8,6 +8,7 @@ what is behind it. Methods may return Deferreds.
 
 from __future__ import annotations
 
+from twisted.internet.interfaces import IPushProducer
 from zope.interface import Attribute, Interface
 
 
@@ -51,7 +52,7 @@ class ITapeDeck(Interface):
         """Stop at the current position."""
 
 
-class IMediaSource(Interface):
+class IMediaSource(IPushProducer):
     """Bytes to send on a data connection: a stored file or a live stream.
 
     The same shape as ``twisted.web.iweb.IBodyProducer``.

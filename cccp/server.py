@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from twisted.cred import credentials
 from twisted.cred import error as cred_error
@@ -127,6 +127,10 @@ class _Transfer:
 class CCCPServerProtocol(protocol.Protocol):
     """One CCCP control connection."""
 
+    # Set by makeConnection: a tcp.Connection, which is an ITCPTransport, IConsumer and
+    # IPushProducer at once (and whose internals the sendfile paths use).
+    transport: Any
+
     log = Logger()
     factory: CCCPFactory
 
@@ -141,7 +145,7 @@ class CCCPServerProtocol(protocol.Protocol):
         self.cwd = "/"
         self.type = TransferType("A")
         self.mode = TransferMode("S")
-        self._passive: PassiveFactory | None = None
+        self._passive: PassiveFactory | UDPEndpoint | None = None
         self._active: tuple[str, int] | None = None
         self.transfer: _Transfer | None = None
         self._idle: Any = None
@@ -244,7 +248,7 @@ class CCCPServerProtocol(protocol.Protocol):
             self.reply(code, text)
 
     def _sendError(self, failure: Failure, verb: str) -> None:
-        if failure.check(RemoteProtocolError):
+        if isinstance(failure.value, RemoteProtocolError):
             self.reply(failure.value.code, str(failure.value))
         else:
             self.log.failure("{verb} failed", failure, verb=verb)
@@ -318,7 +322,7 @@ class CCCPServerProtocol(protocol.Protocol):
             portal = self.factory.portal
             d = portal.login(credentials.UsernamePassword(name.encode(), password.encode()), None, ICCCPUser)
             d.addErrback(lambda f: f.trap(cred_error.UnauthorizedLogin) and portal.login(
-                credentials.UsernamePassword(name, password), None, ICCCPUser))
+                credentials.UsernamePassword(cast(bytes, name), cast(bytes, password)), None, ICCCPUser))
         d.addCallbacks(self._loggedIn, self._loginFailed, callbackArgs=(name,), errbackArgs=(name,))
         return d
 
@@ -721,7 +725,7 @@ class CCCPServerProtocol(protocol.Protocol):
         kind = "BINARY" if framing == "raw" else ("RTP" if framing == "rtp" else "MPEG2-TS")
         return self._startTransfer("STOR", path, kind, run, udp=udp, sending=False).addErrback(never_started)
 
-    def _storeEnded(self, reason: BaseException, t: _Transfer) -> tuple[int, str] | None:
+    def _storeEnded(self, reason: BaseException, t: _Transfer) -> tuple[int, str] | defer.Deferred[tuple[int, str] | None] | None:
         clean = isinstance(reason, error.ConnectionDone) and t.data.failure is None
         if t.aborted or not clean:
             t.recording.abort()
@@ -914,7 +918,9 @@ class CCCPFactory(protocol.ServerFactory):
     :param reactor: ``IReactorTCP`` + ``IReactorTime`` (a ``task.Clock`` suffices for timers in tests).
     """
 
-    protocol = CCCPServerProtocol
+    # Twisted types Factory.protocol through a structural protocol whose ``factory`` is a
+    # plain Factory; ours names its own factory class, which mypy cannot reconcile.
+    protocol = CCCPServerProtocol  # type: ignore[assignment]
     log = Logger()
 
     def __init__(self, portal: Any, *, allow_anonymous: bool = True,

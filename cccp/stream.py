@@ -57,6 +57,9 @@ class UDPEndpoint(protocol.DatagramProtocol):
     :param allowed_host: datagrams from any other host are ignored (and counted).
     """
 
+    # Set when the port starts listening: a udp.Port (IUDPTransport, IMulticastTransport).
+    transport: Any
+
     log = Logger()
 
     def __init__(self, allowed_host: str | None = None) -> None:
@@ -164,7 +167,7 @@ class MediaSender:
         self._scheduling = False
         self.sent = 0
         self.done: defer.Deferred[int] = defer.Deferred()
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
         self.stopped = False
 
     # -- IConsumer (the source writes into us) -----------------------------------
@@ -197,7 +200,7 @@ class MediaSender:
     def sourceDone(self, result: Any = None) -> None:
         """The source has written everything (call with a Failure if it failed)."""
         if isinstance(result, Failure) and not self.stopped:
-            self.fail(result.value)
+            self.fail(result.value or Exception("the media source failed"))
             return
         self._producer_done = True
         if self.paced:
@@ -305,7 +308,7 @@ class MediaSender:
         self.stopped = True
         self.done.callback(self.sent)
 
-    def fail(self, error: Exception) -> None:
+    def fail(self, error: BaseException) -> None:
         self.error = error
         if not self.done.called:
             self.done.errback(error)

@@ -320,9 +320,13 @@ async def cmd_events(reactor: Any, client: Any, args: argparse.Namespace) -> Non
             done.callback(None)
 
     client.subscribe(show)
-    client.session.whenClosed.addBoth(lambda _: done.called or done.callback(None))
+    def finish(_: Any = None) -> None:
+        if not done.called:
+            done.callback(None)
+
+    client.session.whenClosed.addBoth(finish)
     if args.duration:
-        reactor.callLater(args.duration, lambda: done.called or done.callback(None))
+        reactor.callLater(args.duration, finish)
     await done
 
 

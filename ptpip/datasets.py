@@ -28,7 +28,7 @@ _SCALAR: dict[int, struct.Struct] = {
     DataType.INT64: struct.Struct("<q"),
     DataType.UINT64: struct.Struct("<Q"),
 }
-_INT128 = {DataType.INT128: True, DataType.UINT128: False}
+_INT128: dict[int, bool] = {DataType.INT128: True, DataType.UINT128: False}
 _U8 = _SCALAR[DataType.UINT8]
 _U16 = _SCALAR[DataType.UINT16]
 _U32 = _SCALAR[DataType.UINT32]

@@ -50,7 +50,7 @@ class Announcer(service.Service):
 
     def __init__(self, name: str, port: int, guid: bytes, model: str = "",
                  addresses: list[str] | None = None) -> None:
-        self.name = name
+        self.camera_name = name   # not Service.name, which names the service in its parent
         self.port = port
         self.guid = guid
         self.model = model
@@ -62,9 +62,9 @@ class Announcer(service.Service):
         from zeroconf import ServiceInfo, Zeroconf
         addresses = self.addresses if self.addresses is not None else local_addresses()
         self._info = ServiceInfo(
-            SERVICE_TYPE, _instance(self.name), port=self.port,
+            SERVICE_TYPE, _instance(self.camera_name), port=self.port,
             addresses=[socket.inet_aton(a) for a in addresses],
-            properties={"guid": self.guid.hex(), "name": self.name, "model": self.model},
+            properties={"guid": self.guid.hex(), "name": self.camera_name, "model": self.model},
             server=f"{socket.gethostname()}.local.")
         self._zc = Zeroconf()
         self._zc.register_service(self._info, allow_name_change=True)

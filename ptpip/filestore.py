@@ -129,9 +129,9 @@ def make_thumbnail(path: str) -> tuple[bytes, int, int] | None:
     except ImportError:
         return None
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", THUMB_SIZE)
-            im = im.convert("RGB")
+        with Image.open(path) as src:
+            src.draft("RGB", THUMB_SIZE)
+            im = src.convert("RGB")
             im.thumbnail(THUMB_SIZE)
             out = io.BytesIO()
             im.save(out, "JPEG", quality=80)

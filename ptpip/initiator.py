@@ -21,7 +21,7 @@ from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint
+from twisted.internet.interfaces import IConsumer, IProducer, IPushProducer, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -102,6 +102,10 @@ class OperationResult:
 
 class _Channel(protocol.Protocol):
     """One TCP connection of an initiator; packets go to its owner."""
+
+    # Set by makeConnection: a tcp.Connection, which is an ITCPTransport, IConsumer and
+    # IPushProducer at once (and whose internals the sendfile paths use).
+    transport: Any
 
     log = Logger()
 
@@ -198,7 +202,7 @@ class _DataOutWriter:
         self.packet_size = packet_size
         self.stopped = False
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self.channel.transport.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
@@ -311,7 +315,7 @@ class InitiatorSession:
         self._probe_check = None
         if self.closed or self._current is None:
             return
-        if self.reactor.seconds() - self._last_rx < self.probe_interval:   # type: ignore[operator]
+        if self.probe_interval is not None and self.reactor.seconds() - self._last_rx < self.probe_interval:
             self._armProbe()
             return
         self._event.sendPacket(ProbeRequest())

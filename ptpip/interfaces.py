@@ -8,10 +8,11 @@ connection to an :class:`IResponderDevice`, which returns an
 
 from __future__ import annotations
 
+from twisted.internet.interfaces import IPushProducer
 from zope.interface import Attribute, Interface
 
 
-class IDataSource(Interface):
+class IDataSource(IPushProducer):
     """A data-in payload produced into a consumer with backpressure.
 
     The same shape as :class:`twisted.web.iweb.IBodyProducer`: the transport

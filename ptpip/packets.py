@@ -369,7 +369,7 @@ class _PayloadPacket(_Packet):
 
     @classmethod
     def decode_body(cls, body: bytes) -> Packet:
-        return cls(_U32.unpack_from(body)[0], bytes(body[4:]))  # type: ignore[call-arg,return-value]
+        return cls(_U32.unpack_from(body)[0], bytes(body[4:]))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,17 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IProducer,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -135,6 +142,10 @@ class _Phase(enum.Enum):
 
 class ResponderProtocol(protocol.Protocol):
     """One TCP connection of a PTP-IP responder: command/data or event channel."""
+
+    # Set by makeConnection: a tcp.Connection, which is an ITCPTransport, IConsumer and
+    # IPushProducer at once (and whose internals the sendfile paths use).
+    transport: Any
 
     log = Logger()
     factory: ResponderFactory
@@ -657,8 +668,8 @@ class _DataInWriter:
         self._held: bytes | None = None
         self.over = False
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self._session.command.watch.setInner(producer)
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self._session.command.watch.setInner(cast(IPushProducer, producer))
 
     def unregisterProducer(self) -> None:
         self._session.command.watch.setInner(None)
@@ -705,7 +716,7 @@ class ResponderSession:
         self._phase = _Phase.IDLE
         self._request: OperationRequest | None = None
         self._incoming: _IncomingData | None = None
-        self._source: IDataSource | None = None
+        self._source: IPushProducer | None = None   # an IDataSource or a _SendfilePump
         self._writer: _DataInWriter | None = None
         self._stale_tid: int | None = None       # data packets of it are discarded
         self._cancelled_tid: int | None = None
@@ -1096,7 +1107,8 @@ class ResponderFactory(protocol.Factory):
         probed and reclaimed if they do not answer, before BUSY is answered (spec 2.3.13).
     """
 
-    protocol = ResponderProtocol
+    # See CCCPFactory.protocol: our protocol names its own factory class.
+    protocol = ResponderProtocol  # type: ignore[assignment]
     log = Logger()
 
     def __init__(self, device: IResponderDevice, guid: bytes | None = None,
@@ -1110,7 +1122,7 @@ class ResponderFactory(protocol.Factory):
                  probe_timeout: float = 10.0, probe_idle: float = 10.0) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
-            reactor = _reactor  # type: ignore[assignment]
+            reactor = _reactor
         self.device = IResponderDevice(device)
         self.guid = guid if guid is not None else _random_guid()
         InitCommandAck(1, self.guid, friendly_name)      # validates the GUID and the name now

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IProducer, IPushProducer
 from zope.interface import implementer
 
 from .interfaces import IDataSource
@@ -130,8 +130,8 @@ class _Consumer:
         self.written = 0
         self.producer: IPushProducer | None = None
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self.producer = producer
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self.producer = cast(IPushProducer, producer)   # sources here are push producers
 
     def unregisterProducer(self) -> None:
         self.producer = None
