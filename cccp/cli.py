@@ -51,7 +51,13 @@ class Progress:
 
     def finish(self) -> None:
         if self.enabled:
+            self._last = 0.0
+            self.add(0)
             sys.stderr.write("\n")
+
+    def summary(self) -> str:
+        secs = max(time.monotonic() - self.t0, 1e-6)
+        return f"{self.done} bytes in {secs:.1f} s, {self.done / secs / 1e6:.1f} MB/s"
 
 
 class _FileSink:
@@ -64,6 +70,44 @@ class _FileSink:
     def write(self, data: bytes) -> None:
         self.f.write(data)
         self.progress.add(len(data))
+
+
+class _CountingConsumer:
+    """Passes a source's writes on to the real consumer (a TCP transport or a paced
+    media sender, both with backpressure) and counts them for the progress line."""
+
+    def __init__(self, consumer: Any, progress: Progress) -> None:
+        self._consumer, self._progress = consumer, progress
+
+    def registerProducer(self, p: Any, s: bool) -> None:
+        self._consumer.registerProducer(p, s)
+
+    def unregisterProducer(self) -> None:
+        self._consumer.unregisterProducer()
+
+    def write(self, data: bytes) -> None:
+        self._consumer.write(data)
+        self._progress.add(len(data))
+
+
+class _ProgressSource:
+    """A media source whose bytes are counted on their way out."""
+
+    def __init__(self, source: Any, progress: Progress) -> None:
+        self._source, self._progress = source, progress
+        self.length = source.length
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        return self._source.startProducing(_CountingConsumer(consumer, self._progress))
+
+    def pauseProducing(self) -> None:
+        self._source.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._source.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._source.stopProducing()
 
 
 async def _connect(reactor: Any, url: str) -> Any:
@@ -142,14 +186,16 @@ async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
     progress = Progress(os.path.basename(out), None, args.progress)
     try:
         with open(part, "wb") as f:
-            r = await c.retrieve(path, _FileSink(f, progress))
+            def sized(n: int) -> None:
+                progress.total = n
+            r = await c.retrieve(path, _FileSink(f, progress), on_size=sized)
     except BaseException:
         if os.path.exists(part):
             os.unlink(part)
         raise
     progress.finish()
     os.replace(part, out)
-    print(f"{path} -> {out} ({progress.done} bytes): {r.text}")
+    print(f"{path} -> {out} ({progress.summary()}): {r.text}")
     await c.quit()
 
 
@@ -162,8 +208,11 @@ async def cmd_put(reactor: Any, args: argparse.Namespace) -> None:
     if path.endswith("/"):
         path += os.path.basename(args.file)
     await _media_mode(c, args)
-    r = await c.store(path, FileMediaSource(args.file))
-    print(f"{args.file} -> {path}: {r.text}")
+    source = FileMediaSource(args.file)
+    progress = Progress(os.path.basename(args.file), source.length, args.progress)
+    r = await c.store(path, _ProgressSource(source, progress))
+    progress.finish()
+    print(f"{args.file} -> {path} ({progress.summary()}): {r.text}")
     await c.quit()
 
 

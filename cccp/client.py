@@ -10,6 +10,7 @@ the oldest outstanding command, as in FTP. ABOR during a transfer is answered
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,15 @@ def _number(value: Decimal | int | float | str) -> str:
     if isinstance(value, str):
         return value
     return format_number(Decimal(str(value)) if isinstance(value, float) else Decimal(value))
+
+
+_SIZE = re.compile(r"\((\d{1,19}) bytes\)\s*$")
+
+
+def preliminary_size(text: str) -> int | None:
+    """The byte count a 150 reply ends with (``... (1234 bytes)``), or None."""
+    m = _SIZE.search(text)
+    return int(m.group(1)) if m else None
 
 
 class CCCPClient(protocol.Protocol):
@@ -283,7 +293,8 @@ class CCCPClient(protocol.Protocol):
         return None, listener
 
     @defer.inlineCallbacks
-    def _transferCommand(self, line: str, run: Callable[[DataProtocol], Any]) -> Any:
+    def _transferCommand(self, line: str, run: Callable[[DataProtocol], Any],
+                         on_preliminary: Callable[[Reply], None] | None = None) -> Any:
         yield self._transfer_lock.acquire()
         try:
             data, listener = yield self._dataChannel()
@@ -296,6 +307,9 @@ class CCCPClient(protocol.Protocol):
             ran: list[Any] = []
 
             def preliminary(reply: Reply) -> None:
+                if on_preliminary is not None:
+                    on_preliminary(reply)
+
                 def go(d: Any) -> Any:
                     ran.append(run(d))
                     return d
@@ -331,7 +345,8 @@ class CCCPClient(protocol.Protocol):
             self._transfer_lock.release()
 
     def retrieve(self, path: str, consumer: IConsumer,
-                 multicast: tuple[str, int] | None = None) -> defer.Deferred[Reply]:
+                 multicast: tuple[str, int] | None = None,
+                 on_size: Callable[[int], None] | None = None) -> defer.Deferred[Reply]:
         """RETR *path* into *consumer*; fires with the final (226) reply.
 
         Follows TYPE and MODE: TYPE I M delivers validated TS, TYPE I R delivers
@@ -339,6 +354,8 @@ class CCCPClient(protocol.Protocol):
         (through PASV, announcing our address with one datagram, or through PORT).
         With *multicast* ``(group, port)`` in MODE P, the client joins the group and
         asks the server to send there (the server's policy must allow multicast).
+        *on_size* is called with the byte count when the server's 150 reply names one
+        (``(N bytes)``, for files sent as they are over TCP).
         """
         framing = self._framing()
         if self.current_mode.code == "P":
@@ -349,7 +366,11 @@ class CCCPClient(protocol.Protocol):
             return self._retrieveUDP(path, receiver)
         sink: Any = consumer if framing == "raw" else MediaReceiver(
             consumer, framing=framing, udp=False, payload_types=self.current_type.payload_types)
-        return self._transferCommand(f"RETR {path}", lambda data: data.receiveInto(sink))
+        def preliminary(reply: Reply) -> None:
+            size = preliminary_size(reply.text)
+            if on_size is not None and size is not None:
+                on_size(size)
+        return self._transferCommand(f"RETR {path}", lambda data: data.receiveInto(sink), preliminary)
 
     def store(self, path: str, source: Any) -> defer.Deferred[Reply]:
         """STOR *path* from an IBodyProducer-like *source* (``length``, ``startProducing``).

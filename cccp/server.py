@@ -574,8 +574,12 @@ class CCCPServerProtocol(protocol.Protocol):
 
     def _startTransfer(self, verb: str, path: str, kind: str,
                        run: Callable[[_Transfer], defer.Deferred[Any]], udp: bool = False,
-                       sending: bool = True) -> defer.Deferred[Any]:
-        """Open the data port, answer 150, run the transfer; fires with the final reply."""
+                       sending: bool = True, size: int | None = None) -> defer.Deferred[Any]:
+        """Open the data port, answer 150, run the transfer; fires with the final reply.
+
+        With *size* the 150 reply ends in ``(N bytes)``, as FTP servers say it and as
+        curl and our client read it for progress.
+        """
         if self.transfer is not None:
             raise RemoteProtocolError(f"Bad sequence: {self.transfer.verb} is still in progress", 503)
 
@@ -587,7 +591,8 @@ class CCCPServerProtocol(protocol.Protocol):
         def opened(data: Any) -> defer.Deferred[Any]:
             t = self.transfer = _Transfer(verb, path, data, time.monotonic(), udp=udp)
             where = f" to {data.peer[0]}:{data.peer[1]} (UDP)" if udp and data.peer else (" (UDP)" if udp else "")
-            self.reply(150, f"Opening {kind} mode data connection for {path}{where}")
+            count = f" ({size} bytes)" if size is not None else ""
+            self.reply(150, f"Opening {kind} mode data connection for {path}{where}{count}")
 
             def broken(f: Failure) -> Failure:
                 self._finish(t, None)
@@ -693,7 +698,8 @@ class CCCPServerProtocol(protocol.Protocol):
             return done.addCallback(self._transferEnded, t)
 
         kind = "BINARY" if raw else ("RTP" if framing == "rtp" else "MPEG2-TS")
-        return self._startTransfer("RETR", path, kind, run, udp=udp, sending=True)
+        size = source.length if raw and not udp else None
+        return self._startTransfer("RETR", path, kind, run, udp=udp, sending=True, size=size)
 
     def cccp_STOR(self, arg: str | None) -> defer.Deferred[Any]:
         if not arg:

@@ -45,6 +45,30 @@ async def test_get_and_put(reactor, server, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_get_and_put_show_progress_and_rate(reactor, server, tmp_path):
+    # The 150 reply names the size, so a download shows a percentage; an upload knows its own.
+    size = len(server.files["clips/a.ts"])
+    url = f"cccp://127.0.0.1:{server.port}/clips/a.ts"
+    out, err, code = await run(reactor, "get", url, "-o", str(tmp_path / "a.ts"), "--progress")
+    assert code == 0, err
+    last = err.rstrip("\n").split("\r")[-1]
+    assert last.startswith("a.ts") and "100.0%" in last and last.endswith("MB/s"), err
+    assert f"({size} bytes in " in out and " MB/s): " in out
+    src = tmp_path / "big.ts"
+    src.write_bytes(b"\x47" * 188 * 30000)
+    out, err, code = await run(reactor, "put", str(src), f"cccp://alice:wonderland@127.0.0.1:{server.port}/clips/",
+                               "--progress")
+    assert code == 0, err
+    last = err.rstrip("\n").split("\r")[-1]
+    assert last.startswith("big.ts") and "100.0%" in last and f"{188 * 30000 / 1e6:8.1f} MB" in last, err
+    assert f"({188 * 30000} bytes in " in out
+    assert open(os.path.join(server.root, "clips", "big.ts"), "rb").read() == src.read_bytes()
+    # Without --progress (and not on a terminal) nothing but the summary is printed.
+    out, err, code = await run(reactor, "get", url, "-o", str(tmp_path / "b.ts"))
+    assert code == 0 and err == ""
+
+
+@pytest_twisted.ensureDeferred
 async def test_errors_are_one_line(reactor, server, tmp_path):
     out, err, code = await run(reactor, "get", f"cccp://127.0.0.1:{server.port}/nope.ts", "-o", str(tmp_path / "x"))
     assert code == 1 and err.strip() == "cccp: the server answered 550 /nope.ts: no such file"
