@@ -181,34 +181,43 @@ class CCCPClient(protocol.Protocol):
 
     @defer.inlineCallbacks
     def login(self, user: str = "anonymous", password: str = "cccp@") -> Any:
+        """USER, then PASS when the server asks for it (331); fires with the final reply."""
         r = yield self._cmd("USER", user)
         if r.code == 331:
             r = yield self._cmd("PASS", password)
         return r
 
     def user(self, name: str) -> defer.Deferred[Reply]:
+        """USER *name*."""
         return self._cmd("USER", name)
 
     def password(self, pw: str) -> defer.Deferred[Reply]:
+        """PASS *pw*."""
         return self._cmd("PASS", pw)
 
     def account(self, acct: str) -> defer.Deferred[Reply]:
+        """ACCT *acct*."""
         return self._cmd("ACCT", acct)
 
     def cwd(self, path: str) -> defer.Deferred[Reply]:
+        """CWD *path*."""
         return self._cmd("CWD", path)
 
     def cdup(self) -> defer.Deferred[Reply]:
+        """CDUP: to the parent folder."""
         return self._cmd("CDUP")
 
     def smnt(self, path: str) -> defer.Deferred[Reply]:
+        """SMNT *path* (structure mount)."""
         return self._cmd("SMNT", path)
 
     def reinitialize(self) -> defer.Deferred[Reply]:
+        """REIN: log out; the connection stays open for a new USER."""
         return self._cmd("REIN")
 
     @defer.inlineCallbacks
     def pwd(self) -> Any:
+        """PWD: the current folder, unquoted."""
         r = yield self._cmd("PWD")
         text = r.lines[0]
         if text.startswith('"'):
@@ -227,18 +236,26 @@ class CCCPClient(protocol.Protocol):
         return text
 
     def system(self) -> defer.Deferred[Reply]:
+        """SYST."""
         return self._cmd("SYST")
 
     def status(self, path: str | None = None) -> defer.Deferred[Reply]:
+        """STAT: the server's status, or during a transfer its progress; with *path*, a listing."""
         return self._cmd("STAT", path)
 
     def help(self, command: str | None = None) -> defer.Deferred[Reply]:
+        """HELP, or HELP *command*."""
         return self._cmd("HELP", command)
 
     def noop(self) -> defer.Deferred[Reply]:
+        """NOOP."""
         return self._cmd("NOOP")
 
     def type(self, spec: str) -> defer.Deferred[Reply]:
+        """TYPE *spec* (``A``, ``I``, ``I M`` for paced MPEG2-TS, ``I R 33`` for RTP with payload type 33...).
+
+        The client remembers it to frame what it sends and receives.
+        """
         parsed = parse_type(spec)
 
         def accepted(r: Reply) -> Reply:
@@ -247,6 +264,7 @@ class CCCPClient(protocol.Protocol):
         return self._cmd("TYPE", spec).addCallback(accepted)
 
     def mode(self, spec: str) -> defer.Deferred[Reply]:
+        """MODE *spec* (``S`` for a TCP stream, ``P 7`` for UDP datagrams of 7 TS packets...)."""
         parsed = parse_mode(spec)
 
         def accepted(r: Reply) -> Reply:
@@ -263,6 +281,7 @@ class CCCPClient(protocol.Protocol):
 
     @defer.inlineCallbacks
     def quit(self) -> Any:
+        """QUIT, then close the connection."""
         r = yield self._cmd("QUIT")
         self.transport.loseConnection()
         return r
@@ -494,12 +513,14 @@ class CCCPClient(protocol.Protocol):
 
     @defer.inlineCallbacks
     def list(self, path: str | None = None) -> Any:
+        """LIST *path*: the long listing as text."""
         sink = _Collect()
         yield self._transferCommand("LIST" if path is None else f"LIST {path}", lambda d: d.receiveInto(sink))
         return sink.value().decode("utf-8", "replace")
 
     @defer.inlineCallbacks
     def nlst(self, path: str | None = None) -> Any:
+        """NLST *path*: the names, as a list."""
         sink = _Collect()
         yield self._transferCommand("NLST" if path is None else f"NLST {path}", lambda d: d.receiveInto(sink))
         return [n for n in sink.value().decode("utf-8", "replace").split("\r\n") if n]
@@ -516,19 +537,24 @@ class CCCPClient(protocol.Protocol):
         return self._cmd(verb, " ".join(args) or None)
 
     def play(self, stop: Any = None, speed: Any = None) -> defer.Deferred[Reply]:
+        """PLAY [*stop* [*speed*]]: play the tape (to position *stop*, at *speed* times normal)."""
         return self._tape("PLAY", stop, speed)
 
     def record(self, stop: Any = None, speed: Any = None) -> defer.Deferred[Reply]:
+        """RECO [*stop* [*speed*]]: record."""
         return self._tape("RECO", stop, speed)
 
     def fastForward(self, stop: Any = None, speed: Any = None) -> defer.Deferred[Reply]:
+        """FF [*stop* [*speed*]]: wind; a negative speed rewinds."""
         return self._tape("FF", stop, speed)
 
     def pause(self) -> defer.Deferred[Reply]:
+        """PAUS: stop the tape where it is."""
         return self._cmd("PAUS")
 
     @defer.inlineCallbacks
     def tapeStatus(self) -> Any:
+        """TSTA, parsed: a :class:`~cccp.commands.TapeStatus` (state and position)."""
         r = yield self._cmd("TSTA")
         return parse_tsta(r.lines)
 
@@ -539,37 +565,48 @@ class CCCPClient(protocol.Protocol):
         return self._cmd(verb.upper(), _number(value))
 
     def iris(self, value: Any) -> defer.Deferred[Reply]:
+        """IRIS *value*: aperture."""
         return self.camera("IRIS", value)
 
     def sensitivity(self, value: Any) -> defer.Deferred[Reply]:
+        """SENS *value*: sensitivity."""
         return self.camera("SENS", value)
 
     def roll(self, value: Any) -> defer.Deferred[Reply]:
+        """ROLL *value*: rotation about the optical axis, degrees."""
         return self.camera("ROLL", value)
 
     def pan(self, value: Any) -> defer.Deferred[Reply]:
+        """PAN *value*: degrees."""
         return self.camera("PAN", value)
 
     def tilt(self, value: Any) -> defer.Deferred[Reply]:
+        """TILT *value*: degrees."""
         return self.camera("TILT", value)
 
     def zoom(self, value: Any) -> defer.Deferred[Reply]:
+        """ZOOM *value*: focal length."""
         return self.camera("ZOOM", value)
 
     def horizontal(self, value: Any) -> defer.Deferred[Reply]:
+        """HORI *value*: horizontal translation."""
         return self.camera("HORI", value)
 
     def vertical(self, value: Any) -> defer.Deferred[Reply]:
+        """VERT *value*: vertical translation."""
         return self.camera("VERT", value)
 
     def depth(self, value: Any) -> defer.Deferred[Reply]:
+        """DEPT *value*: translation along the optical axis."""
         return self.camera("DEPT", value)
 
     def focus(self, value: Any) -> defer.Deferred[Reply]:
+        """FOCU *value*: focus distance."""
         return self.camera("FOCU", value)
 
     @defer.inlineCallbacks
     def cameraStatus(self) -> Any:
+        """CSTA, parsed: a :class:`~cccp.commands.CameraStatus` with ``(min, current, max)`` of every control."""
         r = yield self._cmd("CSTA")
         return parse_csta(r.lines)
 

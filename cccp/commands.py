@@ -91,7 +91,8 @@ def parse_command(line: bytes) -> Command:
 
 
 def format_reply(code: int, text: str | Iterable[str]) -> bytes:
-    """An RFC 959 reply: one line, or ``NNN-`` … ``NNN `` when *text* has several lines."""
+    """An RFC 959 reply: one line, or a first line ``NNN-text``, continuation lines and a
+    last line ``NNN text`` when *text* has several lines."""
     lines = text.split("\n") if isinstance(text, str) else list(text)
     if not lines:
         lines = [""]

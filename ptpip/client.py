@@ -152,44 +152,56 @@ class PTPClient:
             lambda r: r.check(code))
 
     def supports(self, code: int) -> bool:
+        """Whether the device lists *code* among its operations (True before DeviceInfo is known)."""
         return self.device_info is None or code in self.device_info.operations_supported
 
     # -- device and session ----------------------------------------------------
     @defer.inlineCallbacks
     def getDeviceInfo(self) -> Any:
+        """GetDeviceInfo: the device's :class:`~ptpip.datasets.DeviceInfo` (also kept in :attr:`device_info`)."""
         r = yield self.call(Op.GetDeviceInfo)
         self.device_info = DeviceInfo.decode(r.data)
         return self.device_info
 
     def openSession(self, session_id: int = 1) -> defer.Deferred[OperationResult]:
+        """OpenSession with *session_id*; transaction ids count from 1 afterwards."""
         return self.call(Op.OpenSession, session_id)
 
     def closeSession(self) -> defer.Deferred[OperationResult]:
+        """CloseSession; the connection stays open."""
         return self.call(Op.CloseSession)
 
     # -- storage and objects ------------------------------------------------------
     @defer.inlineCallbacks
     def getStorageIDs(self) -> Any:
+        """GetStorageIDs: a list of storage ids."""
         r = yield self.call(Op.GetStorageIDs)
         return unpack_u32_array(r.data)
 
     @defer.inlineCallbacks
     def getStorageInfo(self, storage_id: int) -> Any:
+        """GetStorageInfo: a :class:`~ptpip.datasets.StorageInfo` (capacity, free space, description)."""
         r = yield self.call(Op.GetStorageInfo, storage_id)
         return StorageInfo.decode(r.data)
 
     @defer.inlineCallbacks
     def getObjectHandles(self, storage_id: int = ALL, object_format: int = 0, parent: int = 0) -> Any:
+        """GetObjectHandles: handles on *storage_id*, of *object_format* (0 = any), under *parent*.
+
+        *parent* 0 means every object; ``0xFFFFFFFF`` means the objects in the root.
+        """
         r = yield self.call(Op.GetObjectHandles, storage_id, object_format, parent)
         return unpack_u32_array(r.data)
 
     @defer.inlineCallbacks
     def getNumObjects(self, storage_id: int = ALL, object_format: int = 0, parent: int = 0) -> Any:
+        """GetNumObjects: how many handles :meth:`getObjectHandles` would return."""
         r = yield self.call(Op.GetNumObjects, storage_id, object_format, parent)
         return r.params[0]
 
     @defer.inlineCallbacks
     def getObjectInfo(self, handle: int) -> Any:
+        """GetObjectInfo: the :class:`~ptpip.datasets.ObjectInfo` of *handle* (name, format, size, parent...)."""
         r = yield self.call(Op.GetObjectInfo, handle)
         return ObjectInfo.decode(r.data)
 
@@ -229,6 +241,11 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def getPartialObject(self, handle: int, offset: int, max_bytes: int, into: IConsumer | None = None) -> Any:
+        """GetPartialObject: up to *max_bytes* from *offset*.
+
+        Returns the bytes, or with *into* streams them into that consumer and returns the
+        count the device reports.
+        """
         r = yield self.call(Op.GetPartialObject, handle, offset, max_bytes, into=into)
         return r.data if into is None else r.params[0] if r.params else r.received
 
@@ -265,6 +282,7 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def getThumb(self, handle: int) -> Any:
+        """GetThumb: the object's thumbnail (usually a small JPEG) as bytes."""
         r = yield self.call(Op.GetThumb, handle)
         return r.data
 
@@ -287,12 +305,14 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def makeFolder(self, name: str, *, parent: int = 0, storage_id: int = 0) -> Any:
+        """SendObjectInfo of an Association (a folder) named *name*; returns its handle."""
         info = ObjectInfo(storage_id=storage_id, object_format=ObjectFormat.Association,
                           association_type=1, parent_object=parent, filename=name)
         r = yield self.call(Op.SendObjectInfo, storage_id, parent, data=info.encode())
         return r.params[2] if len(r.params) > 2 else 0
 
     def deleteObject(self, handle: int, object_format: int = 0) -> defer.Deferred[OperationResult]:
+        """DeleteObject; *handle* ``0xFFFFFFFF`` deletes every object (of *object_format*, if given)."""
         return self.call(Op.DeleteObject, handle, object_format)
 
     # -- capture --------------------------------------------------------------
@@ -327,11 +347,15 @@ class PTPClient:
     # -- properties ---------------------------------------------------------------
     @defer.inlineCallbacks
     def getDevicePropDesc(self, code: int) -> Any:
+        """GetDevicePropDesc: the :class:`~ptpip.datasets.DevicePropDesc` of *code* (datatype,
+        factory default, current value, allowed range or enumeration).
+        """
         r = yield self.call(Op.GetDevicePropDesc, code)
         return DevicePropDesc.decode(r.data)
 
     @defer.inlineCallbacks
     def getDevicePropValue(self, code: int, datatype: int | None = None) -> Any:
+        """GetDevicePropValue, decoded; the datatype is read from the description unless given."""
         if datatype is None:
             datatype = (yield self.getDevicePropDesc(code)).datatype
         r = yield self.call(Op.GetDevicePropValue, code)
@@ -339,12 +363,17 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def setDevicePropValue(self, code: int, value: Any, datatype: int | None = None) -> Any:
+        """SetDevicePropValue, encoded with the property's datatype (read from its
+        description unless given). Fails with the device's response, e.g. InvalidDevicePropValue.
+        """
         if datatype is None:
             datatype = (yield self.getDevicePropDesc(code)).datatype
         yield self.call(Op.SetDevicePropValue, code, data=pack_value(datatype, value))
 
     def resetDevicePropValue(self, code: int) -> defer.Deferred[OperationResult]:
+        """ResetDevicePropValue: back to the factory default."""
         return self.call(Op.ResetDevicePropValue, code)
 
     def subscribe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
+        """Call *callback* with every :class:`~ptpip.packets.Event` from the device; returns an unsubscribe function."""
         return self.session.subscribe(callback)
