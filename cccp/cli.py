@@ -185,7 +185,11 @@ async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
     part = out + ".part"
     progress = Progress(os.path.basename(out), None, args.progress)
     try:
-        with open(part, "wb") as f:
+        f = open(part, "wb")  # closed by the with below
+    except OSError as e:
+        raise CLIError(f"cannot write {out}: {e.strerror}") from None
+    try:
+        with f:
             def sized(n: int) -> None:
                 progress.total = n
             r = await c.retrieve(path, _FileSink(f, progress), on_size=sized)
@@ -317,6 +321,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _where(args: argparse.Namespace) -> str:
+    try:
+        from .url import parse_url
+        u = parse_url(args.url)
+        return f" at {u.host}:{u.port}"
+    except Exception:
+        return ""
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     status = [0]
@@ -329,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(e, CommandFailed):
                 sys.stderr.write(f"cccp: the server answered {e.code} {' / '.join(e.lines)}\n")
             elif isinstance(e, (ierror.ConnectError, ierror.TimeoutError)):
-                sys.stderr.write(f"cccp: cannot reach the server: {e.__class__.__name__}\n")
+                sys.stderr.write(f"cccp: cannot reach the server{_where(args)}: {e.__class__.__name__}\n")
+            elif isinstance(e, OSError) and e.filename and e.strerror:
+                sys.stderr.write(f"cccp: {e.filename}: {e.strerror}\n")
             elif isinstance(e, (CLIError, CCCPError, LocalProtocolError, OSError)):
                 sys.stderr.write(f"cccp: {e}\n")
             else:

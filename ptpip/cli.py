@@ -334,38 +334,52 @@ _COMMANDS = {"info": cmd_info, "ls": cmd_ls, "get": cmd_get, "put": cmd_put, "rm
              "capture": cmd_capture, "props": cmd_props, "events": cmd_events}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ptpip", description="Talk to a PTP-IP camera.")
-    p.add_argument("--host", default=os.environ.get("PTPIP_HOST", "127.0.0.1"),
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """The connection options, accepted before and after the subcommand
+    (``ptpip --port 15741 ls`` and ``ptpip ls --port 15741``)."""
+    c = argparse.ArgumentParser(add_help=False)
+
+    def d(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+    c.add_argument("--host", default=d(os.environ.get("PTPIP_HOST", "127.0.0.1")),
                    help="camera address (default 127.0.0.1 or $PTPIP_HOST)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    p.add_argument("--timeout", type=float, default=30.0, help="connection timeout in seconds")
-    p.add_argument("--name", default="ptpip cli", help="our friendly name")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--port", type=int, default=d(DEFAULT_PORT), help=f"TCP port (default {DEFAULT_PORT})")
+    c.add_argument("--timeout", type=float, default=d(30.0), help="connection timeout in seconds")
+    c.add_argument("--name", default=d("ptpip cli"), help="our friendly name")
+    c.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
+    return c
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ptpip", description="Talk to a PTP-IP camera.", parents=[_common(True)])
     sub = p.add_subparsers(dest="command", required=True)
-    dsc = sub.add_parser("discover", help="list cameras announcing themselves (DNS-SD)")
+    common = [_common(False)]
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=common)
+    dsc = command("discover", "list cameras announcing themselves (DNS-SD)")
     dsc.add_argument("--wait", type=float, default=3.0, help="seconds to listen")
-    sub.add_parser("info", help="show DeviceInfo")
-    sub.add_parser("ls", help="list the objects as a tree")
-    g = sub.add_parser("get", help="download objects (handles or paths)")
+    command("info", "show DeviceInfo")
+    command("ls", "list the objects as a tree")
+    g = command("get", "download objects (handles or paths)")
     g.add_argument("objects", nargs="*")
     g.add_argument("--all", action="store_true", help="every file")
     g.add_argument("-o", "--output", default=".", help="destination folder")
     g.add_argument("--keep-tree", action="store_true", help="recreate the camera's folders")
-    u = sub.add_parser("put", help="upload files")
+    u = command("put", "upload files")
     u.add_argument("files", nargs="+")
     u.add_argument("--folder", default="", help="camera folder path (default: the root)")
-    r = sub.add_parser("rm", help="delete objects (handles or paths)")
+    r = command("rm", "delete objects (handles or paths)")
     r.add_argument("objects", nargs="+")
-    c = sub.add_parser("capture", help="take a picture")
+    c = command("capture", "take a picture")
     c.add_argument("--download", action="store_true", help="download what was captured")
     c.add_argument("-o", "--output", default=".")
     c.add_argument("--wait", type=float, default=30.0, help="seconds to wait for CaptureComplete")
-    pr = sub.add_parser("props", help="list, get, set or reset device properties")
+    pr = command("props", "list, get, set or reset device properties")
     pr.add_argument("action", nargs="?", choices=["list", "get", "set", "reset"], default="list")
     pr.add_argument("property", nargs="?", help="a name (FNumber) or a code (0x5007)")
     pr.add_argument("value", nargs="?")
-    e = sub.add_parser("events", help="print events as they come")
+    e = command("events", "print events as they come")
     e.add_argument("--count", type=int, default=0, help="stop after this many events")
     e.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
     for sp in (g, u):
@@ -402,7 +416,9 @@ def main(argv: list[str] | None = None) -> None:
 
         def report(f: Any) -> None:
             e = f.value
-            if isinstance(e, (CLIError, PTPIPError, OSError, FileNotFoundError)):
+            if isinstance(e, OSError) and e.filename and e.strerror:
+                sys.stderr.write(f"ptpip: {e.filename}: {e.strerror}\n")
+            elif isinstance(e, (CLIError, PTPIPError, OSError)):
                 sys.stderr.write(f"ptpip: {e}\n")
             else:
                 sys.stderr.write(f"ptpip: unexpected error: {e.__class__.__name__}: {e}\n")

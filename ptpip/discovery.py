@@ -80,7 +80,7 @@ class Announcer(service.Service):
     def startService(self) -> Any:
         super().startService()
         d = threads.deferToThread(self._register)
-        d.addCallbacks(lambda _: log.info("announced {name!r} as {type} on port {port}", name=self.name,
+        d.addCallbacks(lambda _: log.info("announced {name!r} as {type} on port {port}", name=self.camera_name,
                                           type=SERVICE_TYPE, port=self.port),
                        lambda f: log.failure("DNS-SD announcement failed", f))
         return d

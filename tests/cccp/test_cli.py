@@ -76,7 +76,10 @@ async def test_errors_are_one_line(reactor, server, tmp_path):
     out, err, code = await run(reactor, "ptz", f"cccp://127.0.0.1:{server.port}/", "warp", "9")
     assert code == 1 and err.startswith("cccp: unknown camera control 'warp'")
     out, err, code = await run(reactor, "status", "cccp://127.0.0.1:1/")
-    assert code == 1 and err.strip() == "cccp: cannot reach the server: ConnectionRefusedError"
+    assert code == 1 and err.strip() == "cccp: cannot reach the server at 127.0.0.1:1: ConnectionRefusedError"
+    out, err, code = await run(reactor, "get", f"cccp://127.0.0.1:{server.port}/clips/a.ts", "-o",
+                               "/proc/version/a.ts")
+    assert code == 1 and err.strip() == "cccp: cannot write /proc/version/a.ts: Not a directory"
     assert "Traceback" not in err
 
 

@@ -40,6 +40,10 @@ async def test_json_output(reactor, responder):
     assert code == 0, err
     rows = json.loads(out)
     assert {r["path"] for r in rows} >= {"/readme.txt", "/DCIM/100TEST/IMG_0001.JPG"}
+    # The connection options work after the subcommand too, as people type them.
+    out2, err, code = await run(reactor, "ls", "--json", "--port", str(responder.port))
+    assert code == 0, err
+    assert json.loads(out2) == rows
 
 
 @pytest_twisted.ensureDeferred
@@ -71,3 +75,5 @@ async def test_errors_are_one_clear_line(reactor, responder):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     out, err, code = await run(reactor, "--port", str(responder.port), "get", "/nope.jpg")
     assert code == 1 and err.strip() == "ptpip: no object '/nope.jpg' on the camera (see 'ptpip ls')"
+    out, err, code = await run(reactor, "--port", str(responder.port), "get", "/readme.txt", "-o", "/proc/version/x")
+    assert code == 1 and err.strip() == "ptpip: /proc/version/x: Not a directory"
