@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from typing import Any
@@ -21,6 +22,37 @@ def _guid(value: str) -> bytes:
     if len(raw) != 16:
         raise usage.UsageError(f"--guid must be 16 bytes (32 hex digits), not {len(raw)}")
     return raw
+
+
+def _check_folder(option: str, path: str) -> None:
+    """A folder option must name a readable folder: a usage error says which and why."""
+    if not os.path.exists(path):
+        raise usage.UsageError(f"--{option} {path!r}: no such folder")
+    if not os.path.isdir(path):
+        raise usage.UsageError(f"--{option} {path!r}: not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise usage.UsageError(f"--{option} {path!r}: cannot read the folder (permission denied)")
+
+
+def _check_guid_file(option: str, path: str, *, may_be_missing: bool) -> None:
+    """A GUID file option must name a file (--allow-list: an existing one; --pair: one that
+    may be created, so its folder must exist and be writable)."""
+    if os.path.isdir(path):
+        raise usage.UsageError(f"--{option} {path!r}: a folder, not a GUID file")
+    if not os.path.exists(path):
+        if not may_be_missing:
+            raise usage.UsageError(f"--{option} {path!r}: no such file "
+                                   "(create it, even empty, to allow no initiator yet)")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise usage.UsageError(f"--{option} {path!r}: no such folder {folder!r}")
+    elif not os.access(path, os.R_OK):
+        raise usage.UsageError(f"--{option} {path!r}: cannot read the file (permission denied)")
+    if may_be_missing:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise usage.UsageError(f"--{option} {path!r}: cannot write in its folder {folder!r} "
+                                   "(permission denied)")
 
 
 class Options(usage.Options):
@@ -98,11 +130,17 @@ class Options(usage.Options):
             class _Probe:
                 properties = DeviceProperties()
             _apply_presets(_Probe(), self["presets"])
+        # Paths are checked now, so that a typo is a usage error naming the path and not a
+        # traceback at start-up (--root) or a failure at every capture (--capture-folder).
+        for opt in ("root", "capture-folder"):
+            if self[opt] is not None:
+                _check_folder(opt, self[opt])
         if self["allow-list"] and self["pair"]:
             raise usage.UsageError("use --allow-list or --pair, not both (--pair keeps its own list)")
         from .policy import read_guids
         for opt in ("allow-list", "pair"):
-            if self[opt]:
+            if self[opt] is not None:
+                _check_guid_file(opt, self[opt], may_be_missing=opt == "pair")
                 try:
                     read_guids(self[opt])
                 except (ValueError, OSError) as e:

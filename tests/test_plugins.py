@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
@@ -70,3 +73,57 @@ def test_property_presets(tmp_path):
                 ["--preset", "BatteryLevel=5"]):
         with pytest.raises(usage.UsageError):
             Options().parseOptions(["--root", str(tmp_path), "--listen", "tcp:0", *bad])
+
+
+def _paths(tmp_path):
+    """A file, a folder, a missing path and a path under a missing folder."""
+    a_file = tmp_path / "a.txt"
+    a_file.write_text("not a folder\n")
+    return {"file": str(a_file), "folder": str(tmp_path), "missing": str(tmp_path / "nope"),
+            "under-missing": str(tmp_path / "nope" / "x.guids")}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--root", "{missing}"], "--root '{missing}': no such folder"),
+    (["--root", "{file}"], "--root '{file}': not a folder"),
+    (["--capture-folder", "{missing}"], "--capture-folder '{missing}': no such folder"),
+    (["--capture-folder", "{file}"], "--capture-folder '{file}': not a folder"),
+    (["--allow-list", "{missing}"], "--allow-list '{missing}': no such file (create it, even empty, "
+                                    "to allow no initiator yet)"),
+    (["--allow-list", "{folder}"], "--allow-list '{folder}': a folder, not a GUID file"),
+    (["--pair", "{folder}"], "--pair '{folder}': a folder, not a GUID file"),
+    (["--pair", "{under-missing}"], "--pair '{under-missing}': no such folder '{missing}'"),
+])
+def test_responder_path_options_are_checked(tmp_path, args, message):
+    """A path that cannot work is a usage error naming the path and why, not a traceback at
+    start-up (--root) or a failure at every capture (--capture-folder)."""
+    from ptpip.tap import Options
+    paths = _paths(tmp_path)
+    with pytest.raises(usage.UsageError) as e:
+        Options().parseOptions([a.format(**paths) for a in args])
+    assert str(e.value) == message.format(**paths)
+
+
+def test_responder_path_options_that_work(tmp_path):
+    from ptpip.tap import Options
+    paths = _paths(tmp_path)
+    o = Options()
+    o.parseOptions(["--root", paths["folder"], "--capture-folder", paths["folder"],
+                    "--pair", paths["missing"]])           # --pair creates its file
+    assert o["root"] == o["capture-folder"] == paths["folder"]
+    empty = tmp_path / "empty.guids"
+    empty.write_text("")
+    Options().parseOptions(["--allow-list", str(empty)])      # an existing file, even empty
+
+
+def test_twistd_reports_a_missing_root_in_one_line(tmp_path):
+    """As a user runs it: a usage message, exit status 1, no traceback."""
+    missing = str(tmp_path / "nonexistent")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+         "ptpip-responder", "--root", missing, "--listen", "tcp:0:interface=127.0.0.1", "--no-announce"],
+        capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out and "FileNotFoundError" not in out
+    assert out.rstrip().splitlines()[-1].endswith(f": --root {missing!r}: no such folder")
