@@ -107,10 +107,21 @@ class FileRecording:
         if self._file is None:
             raise RemoteProtocolError("the recording was aborted", 451)
         f, self._file = self._file, None
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
+        with f:                               # closed also when the disk is full
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(self.tmp, self.target)
+        # The rename itself must reach the disk too, or a crash could bring back the old file.
+        try:
+            fd = os.open(os.path.dirname(self.target) or ".", os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def abort(self) -> None:
         if self._file is not None:

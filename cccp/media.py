@@ -77,11 +77,14 @@ class TSFramer:
 
     After *max_garbage* bytes skipped in a row it raises :class:`MediaFramingError`:
     a stream that is not TS at all fails clearly instead of being silently dropped.
+    A *strict* framer skips nothing: the first byte where a packet should start and
+    no sync byte is raises at once (for uploads, where every byte must be TS).
     """
 
-    def __init__(self, max_garbage: int = 8 * TS_PACKET) -> None:
+    def __init__(self, max_garbage: int = 8 * TS_PACKET, *, strict: bool = False) -> None:
         self._buf = bytearray()
         self.max_garbage = max_garbage
+        self.strict = strict
         self.packets = 0
         self.skipped = 0
         self.resyncs = 0
@@ -106,6 +109,11 @@ class TSFramer:
                     self.packets += n
                     self._garbage_run = 0
                     continue
+            if self.strict:
+                at = self.packets * TS_PACKET
+                del buf[:pos]
+                raise MediaFramingError(f"not an MPEG2-TS stream: byte {at} should be a sync byte "
+                                        f"(0x{TS_SYNC:02X}) and is 0x{buf[0]:02X}")
             # Out of sync: the next offset whose sync bytes line up with the following packets.
             found, keep = self._resync(buf, pos + 1)
             self._skip(keep - pos)

@@ -717,7 +717,7 @@ class CCCPServerProtocol(protocol.Protocol):
                 t.data.receiveInto(recording)
             else:
                 t.receiver = MediaReceiver(recording, framing=framing, udp=udp,
-                                           payload_types=self.type.payload_types)
+                                           payload_types=self.type.payload_types, strict=True)
                 if udp:
                     t.data.on_datagram = t.receiver.datagram
                     t.finished = defer.Deferred()
@@ -739,7 +739,20 @@ class CCCPServerProtocol(protocol.Protocol):
         return self._commit(t)
 
     def _commit(self, t: _Transfer) -> defer.Deferred[tuple[int, str] | None]:
-        """Land the recording (a store may take its time, e.g. an upload to a camera)."""
+        """Land the recording (a store may take its time, e.g. an upload to a camera).
+
+        In a media TYPE the data must have been whole TS (or RTP) packets, at least
+        one: otherwise the recording is thrown away with 451 and a file of that name
+        stays as it was. TYPE I stores any bytes, none included, as FTP does.
+        """
+        if t.receiver is not None:
+            try:
+                t.receiver.finish()
+            except Exception as e:
+                t.recording.abort()
+                self.log.info("STOR {path} refused: {e}", path=t.path, e=e)
+                return defer.succeed(self._finish(t, (451, f"Requested action aborted: {e}")))
+
         def failed(f: Failure) -> tuple[int, str] | None:
             t.recording.abort()
             self.log.failure("STOR {path}: commit failed", f, path=t.path)

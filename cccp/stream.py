@@ -342,17 +342,24 @@ class MediaReceiver:
     ``framing`` is ``"ts"`` (validated and resynchronised TS), ``"rtp"`` (RTP in
     RFC 4571 framing on TCP, or one RTP packet per datagram on UDP: PT 33 is
     written as TS, other payload types as RFC 4571 frames) or ``"raw"``.
+
+    A *strict* receiver (the server's STOR) takes no garbage on TCP: a byte where a
+    TS packet should start and none does fails the transfer at once. Call
+    :meth:`finish` at the end: it fails (:class:`MediaFramingError`) when what came
+    is not a whole number of packets or holds no packet at all.
     """
 
-    def __init__(self, sink: Any, *, framing: str, udp: bool, payload_types: tuple[int, ...] = ()) -> None:
+    def __init__(self, sink: Any, *, framing: str, udp: bool, payload_types: tuple[int, ...] = (),
+                 strict: bool = False) -> None:
         self.sink = sink
         self.framing = framing
         self.udp = udp
-        self.framer = TSFramer()
+        self.framer = TSFramer(strict=strict)
         self.rtp_framer = RFC4571Framer()
         self.depacketizer = Depacketizer(payload_types)
         self.bad_datagrams = 0
         self.bytes = 0
+        #: Why writing to the sink failed (a full disk...); datagrams after that are dropped.
         self.error: Exception | None = None
         self.producer: Any = None
 
@@ -376,6 +383,8 @@ class MediaReceiver:
 
     def datagram(self, data: bytes, addr: Any = None) -> None:
         """One UDP datagram."""
+        if self.error is not None:
+            return
         try:
             if self.framing == "rtp":
                 self._rtp(data)
@@ -387,6 +396,42 @@ class MediaReceiver:
                 self._sink(data)
         except MediaFramingError:
             self.bad_datagrams += 1          # UDP: drop the bad datagram, keep the stream
+        except Exception as e:               # the sink failed: the recording is lost
+            self.error = e
+
+    def finish(self) -> None:
+        """The data has ended: raise :class:`MediaFramingError` unless it was whole
+        packets, at least one of them (or the error that stopped the sink)."""
+        if self.error is not None:
+            raise self.error
+        if self.framing == "raw":
+            return
+        if self.udp:
+            if self.bytes == 0:
+                what = "RTP" if self.framing == "rtp" else "MPEG2-TS"
+                dropped = f" ({self.bad_datagrams} bad datagrams dropped)" if self.bad_datagrams else ""
+                raise MediaFramingError(f"nothing to store: no {what} datagram arrived{dropped}")
+            return
+        if self.framing == "ts":
+            left, whole = self.framer.pending, self.framer.packets
+            if left and not whole:
+                raise MediaFramingError(
+                    f"not an MPEG2-TS stream: {left} bytes are less than one {TS_PACKET}-byte TS packet")
+            if left:
+                raise MediaFramingError(
+                    f"not an MPEG2-TS stream: the last {left} bytes do not make a whole {TS_PACKET}-byte TS packet")
+            if not whole:
+                raise MediaFramingError("nothing to store: the upload held no MPEG2-TS packet")
+        else:
+            left, whole = self.rtp_framer.pending, self.rtp_framer.packets
+            if left and not whole:
+                raise MediaFramingError(f"not an RTP stream: {left} bytes do not make a whole RTP packet")
+            if left:
+                raise MediaFramingError(f"not an RTP stream: the last {left} bytes do not make a whole RTP packet")
+            if not whole:
+                raise MediaFramingError("nothing to store: the upload held no RTP packet")
+            if not self.bytes:
+                raise MediaFramingError("nothing to store: the upload's RTP packets carried no payload")
 
     def _rtp(self, raw: bytes) -> None:
         payload = self.depacketizer.payload(raw)
