@@ -390,10 +390,15 @@ class BridgeCamera:
 
 @implementer(IMediaStore)
 class BridgeStore:
-    writable = True
+    """Delegates to the media store of the current PTP-IP connection; refuses every
+    STOR when the bridge is not *writable* (``--read-only``)."""
 
     def __init__(self, bridge: PTPBridge) -> None:
         self.bridge = bridge
+
+    @property
+    def writable(self) -> bool:
+        return self.bridge.writable
 
     def _store(self) -> PTPMediaStore:
         if self.bridge.store is None:
@@ -413,6 +418,8 @@ class BridgeStore:
         return self._store().open(path, offset, payload_type)
 
     def receive(self, path: str) -> IRecording:
+        if not self.writable:
+            raise RemoteProtocolError(f"{path}: this store is read-only", 553)
         return self._store().receive(path)
 
 
@@ -421,13 +428,17 @@ from twisted.application import service  # noqa: E402
 
 class PTPBridge(service.Service):
     """Keeps a PTP-IP session to *host*:*port* open (reconnecting with back-off) and
-    serves it through :attr:`cccp_camera` and :attr:`cccp_store`."""
+    serves it through :attr:`cccp_camera` and :attr:`cccp_store`.
+
+    :param writable: whether :attr:`cccp_store` takes STOR (uploads to the camera).
+    """
 
     def __init__(self, reactor: Any, host: str, port: int = 15740, *, retry: float = 2.0,
-                 max_retry: float = 30.0, friendly_name: str = "cccp bridge") -> None:
+                 max_retry: float = 30.0, friendly_name: str = "cccp bridge", writable: bool = True) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
+        self.writable = writable
         self.retry = retry
         self.max_retry = max_retry
         self.friendly_name = friendly_name

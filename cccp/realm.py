@@ -36,21 +36,26 @@ class CCCPUser:
 
 @implementer(portal.IRealm)
 class CCCPRealm:
-    """Every user reaches the same devices; anonymous users may not STOR unless allowed."""
+    """Every user reaches the same devices; anonymous users may not STOR unless allowed.
+
+    :param read_only: nobody may STOR, whatever the store (a folder, a bridged camera).
+    """
 
     def __init__(self, store: IMediaStore | None = None, camera: ICamera | None = None,
-                 deck: ITapeDeck | None = None, anonymous_may_store: bool = False) -> None:
+                 deck: ITapeDeck | None = None, anonymous_may_store: bool = False,
+                 read_only: bool = False) -> None:
         self.store = store
         self.camera = camera
         self.deck = deck
         self.anonymous_may_store = anonymous_may_store
+        self.read_only = read_only
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Callable[[], None]]:
         if ICCCPUser not in interfaces:
             raise NotImplementedError("only ICCCPUser avatars")
         anonymous = avatarId is checkers.ANONYMOUS
         name = "anonymous" if anonymous else (avatarId.decode() if isinstance(avatarId, bytes) else str(avatarId))
-        writable = bool(self.store is not None and self.store.writable and
+        writable = bool(self.store is not None and self.store.writable and not self.read_only and
                         (not anonymous or self.anonymous_may_store))
         return ICCCPUser, CCCPUser(name, anonymous, self.store, self.camera, self.deck, writable), lambda: None
 

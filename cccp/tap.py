@@ -32,7 +32,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 "Without --auth, anyone may log in anonymously; with --auth, only with --anonymous.")
     supportedInterfaces = [credentials.IUsernamePassword]
     optParameters = [
-        ["root", "r", None, "Folder of media to serve (default: a temporary folder with a sample clip)."],
+        ["root", "r", None, "Folder of media to serve (default: a temporary folder with a sample clip); "
+                            "not with --camera ptpip:..., whose pictures are the media."],
         ["passive-ports", None, None, "Port range for PASV, as LOW-HIGH (default: any free port).", _range],
         ["masquerade", None, None, "Address announced in PASV replies (when behind NAT)."],
         ["max-connections", None, 64, "Control connections served at once.", int],
@@ -49,7 +50,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     optFlags = [
         ["anonymous", None, "Allow anonymous login (the default when no --auth is given)."],
         ["anonymous-write", None, "Let anonymous users STOR too."],
-        ["read-only", None, "Refuse every STOR."],
+        ["read-only", None, "Refuse every STOR (into the folder, or to a bridged camera)."],
         ["multicast-ok", None, "Allow PORT to a multicast group in MODE P."],
     ]
 
@@ -75,6 +76,9 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 parse_camera_spec(camera)
             except ValueError as e:
                 raise usage.UsageError(f"--camera {camera!r}: {e}") from None
+            if self["root"] is not None:
+                raise usage.UsageError("--root cannot be combined with --camera ptpip:...: the bridged "
+                                       "camera's pictures are the media store")
         elif camera not in ("virtual", "none"):
             raise usage.UsageError(f"--camera must be 'virtual', 'none' or 'ptpip:HOST[:PORT]', not {camera!r}")
         if self["root"] is not None and not os.path.isdir(self["root"]):
@@ -99,26 +103,29 @@ def makeService(options: Options) -> service.MultiService:
     from .realm import CCCPRealm, make_portal
     from .server import CCCPFactory
 
-    root, cleanup = options["root"], None
-    if root is None:
-        root = cleanup = tempfile.mkdtemp(prefix="cccp-")
-        from .media import sample_clip_path
-        sample = sample_clip_path()
-        if sample:
-            shutil.copy(sample, root)
     top = service.MultiService()
     deck = VirtualTapeDeck(options["tape-length"]) if options["tape"] == "virtual" else None
+    read_only = bool(options["read-only"])
+    cleanup = None
     if options["camera"].startswith("ptpip:"):
+        # The camera is the media store (postOptions refuses --root with it).
         from .adapters import PTPBridge, parse_camera_spec
         host, port = parse_camera_spec(options["camera"])
-        bridge = PTPBridge(reactor, host, port)
+        bridge = PTPBridge(reactor, host, port, writable=not read_only)
         bridge.setServiceParent(top)
         camera: Any = bridge.cccp_camera
         store: Any = bridge.cccp_store
     else:
+        root = options["root"]
+        if root is None:
+            root = cleanup = tempfile.mkdtemp(prefix="cccp-")
+            from .media import sample_clip_path
+            sample = sample_clip_path()
+            if sample:
+                shutil.copy(sample, root)
         camera = VirtualCamera() if options["camera"] == "virtual" else None
-        store = MediaLibrary(FileMediaStore(root, writable=not options["read-only"]), reactor, deck)
-    realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"])
+        store = MediaLibrary(FileMediaStore(root, writable=not read_only), reactor, deck)
+    realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"], read_only=read_only)
     checkers = options.get("credCheckers", [])
     anonymous = options["anonymous"] or not checkers
     factory = CCCPFactory(make_portal(realm, checkers, anonymous), allow_anonymous=anonymous,

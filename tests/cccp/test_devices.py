@@ -145,3 +145,5 @@ def test_realm_permissions(tmp_path):
     assert bob.name == "bob" and bob.may_store
     _, anon2, _ = CCCPRealm(store, anonymous_may_store=True).requestAvatar(ANONYMOUS, None, ICCCPUser)
     assert anon2.may_store
+    _, bob2, _ = CCCPRealm(store, read_only=True).requestAvatar(b"bob", None, ICCCPUser)
+    assert not bob2.may_store

@@ -62,9 +62,11 @@ async def rig(reactor: Any, camera_files: Any, tmp_path: Any) -> Any:
 @pytest_twisted.ensureDeferred
 async def test_adapters_are_registered_and_provide_the_interfaces(reactor, rig):
     client = rig.bridge.client
-    assert isinstance(ICamera(client), PTPCamera) and isinstance(IMediaStore(client), PTPMediaStore)
-    assert verifyObject(ICamera, ICamera(client))
-    assert verifyObject(IMediaStore, IMediaStore(client))
+    camera, store = ICamera(client), IMediaStore(client)
+    await store.ready            # (it reads the object tree; let that finish before the teardown)
+    assert isinstance(camera, PTPCamera) and isinstance(store, PTPMediaStore)
+    assert verifyObject(ICamera, camera)
+    assert verifyObject(IMediaStore, store)
     assert verifyObject(ICamera, ICamera(client.session))
 
 
@@ -181,6 +183,87 @@ async def test_the_bridge_reconnects_after_a_drop(reactor, rig):
             break
     r = await rig.cccp.zoom("+")
     assert r.code == 200
+
+
+# -- the twistd plugin's options with a bridged camera ---------------------------------------
+
+async def start_plugin(reactor: Any, *args: str) -> tuple[Any, int, PTPBridge]:
+    """``twistd cccp-server ARGS`` in this process: (the service, its port, the bridge)."""
+    from twisted.application.internet import StreamServerEndpointService
+
+    from cccp.tap import Options, makeService
+    o = Options()
+    o.parseOptions([*args, "--listen", "tcp:0:interface=127.0.0.1"])
+    svc = makeService(o)
+    svc.startService()
+    bridge = next(s for s in svc if isinstance(s, PTPBridge))
+    listener = next(s for s in svc if isinstance(s, StreamServerEndpointService))
+    port = await listener._waitingForPort
+    await bridge.connected
+    return svc, port.getHost().port, bridge
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_only_refuses_stor_to_the_bridged_camera(reactor, camera_files, tmp_path):
+    """--read-only holds whatever the store is: STOR to the camera answers 550 as it does for a
+    folder, even with --anonymous-write, and nothing reaches the camera."""
+    from cccp.devices import FileMediaSource
+    from cccp.errors import CommandFailed
+    root, files = camera_files
+    responder = await start_responder(reactor, root)
+    svc, port, _bridge = await start_plugin(reactor, "--camera", f"ptpip:127.0.0.1:{responder.port}",
+                                            "--read-only", "--anonymous-write")
+    try:
+        c = await connect(reactor, "127.0.0.1", port)
+        await c.type("I")
+        src = tmp_path / "IMG.JPG"
+        src.write_bytes(files["DCIM/100TEST/IMG_0001.JPG"])
+        with pytest.raises(CommandFailed) as e:
+            await c.store("/COPY.JPG", FileMediaSource(str(src)))
+        assert (e.value.code, e.value.lines) == (550, ["Permission denied: this user may not store"])
+        assert not os.path.exists(os.path.join(root, "COPY.JPG"))
+        assert "COPY.JPG" not in await c.nlst("/")
+        # Reading and control still work.
+        sink = _Collect()
+        await c.retrieve("/DCIM/100TEST/IMG_0001.JPG", sink)
+        assert sink.value() == files["DCIM/100TEST/IMG_0001.JPG"]
+        assert (await c.zoom("+")).code == 200
+        await c.quit()
+    finally:
+        await svc.stopService()
+        await stop_responder(responder)
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_read_only_the_plugin_stores_to_the_bridged_camera(reactor, camera_files, tmp_path):
+    from cccp.devices import FileMediaSource
+    root, files = camera_files
+    responder = await start_responder(reactor, root)
+    svc, port, _bridge = await start_plugin(reactor, "--camera", f"ptpip:127.0.0.1:{responder.port}",
+                                            "--anonymous-write")
+    try:
+        c = await connect(reactor, "127.0.0.1", port)
+        await c.type("I")
+        src = tmp_path / "IMG.JPG"
+        src.write_bytes(files["DCIM/100TEST/IMG_0001.JPG"])
+        r = await c.store("/COPY.JPG", FileMediaSource(str(src)))
+        assert r.code == 226
+        assert open(os.path.join(root, "COPY.JPG"), "rb").read() == src.read_bytes()
+        await c.quit()
+    finally:
+        await svc.stopService()
+        await stop_responder(responder)
+
+
+def test_root_with_a_bridged_camera_is_a_usage_error(tmp_path):
+    """The bridged camera is the media store: a --root would be silently ignored, so it is refused."""
+    from twisted.python import usage
+
+    from cccp.tap import Options
+    with pytest.raises(usage.UsageError) as e:
+        Options().parseOptions(["--camera", "ptpip:127.0.0.1", "--root", str(tmp_path)])
+    assert str(e.value) == ("--root cannot be combined with --camera ptpip:...: the bridged camera's "
+                            "pictures are the media store")
 
 
 @pytest.mark.parametrize("form,values,current,target,direction,expected", [
