@@ -25,15 +25,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.logger import Logger
 from twisted.python import components
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ptpip.client import PTPClient
 from ptpip.constants import DevicePropCode, EventCode, ObjectFormat
 from ptpip.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc, ObjectInfo
-from ptpip.errors import PTPIPError, PTPResponseError
+from ptpip.errors import ConnectionClosed, PTPIPError, PTPResponseError
 from ptpip.initiator import InitiatorSession
 
 from .commands import CAMERA_CONTROLS, Number
@@ -363,29 +364,41 @@ components.registerAdapter(lambda s: PTPMediaStore(_client(s)), InitiatorSession
 # -- the bridge service: connect, reconnect, and stand in while disconnected -----------
 
 class CameraUnavailable(RemoteProtocolError):
+    """421: the bridged camera is not connected (the bridge is reconnecting). Not 502,
+    which says that the camera has no such control."""
+
     code = 421
+
+
+def _lost_to_unavailable(failure: Failure, bridge: PTPBridge) -> Failure:
+    """The session went away during a request: say so with 421, as before it."""
+    if failure.check(ConnectionClosed, error.ConnectionLost, error.ConnectionDone):
+        return Failure(bridge.unavailable())
+    return failure
 
 
 @implementer(ICamera)
 class BridgeCamera:
-    """Delegates to the camera of the current PTP-IP connection."""
+    """Delegates to the camera of the current PTP-IP connection. While there is none,
+    every method raises :class:`CameraUnavailable` (421), :meth:`controls` included:
+    the controls of a camera that is away are unknown, not absent."""
 
     def __init__(self, bridge: PTPBridge) -> None:
         self.bridge = bridge
 
     def _cam(self) -> PTPCamera:
         if self.bridge.camera is None:
-            raise CameraUnavailable("the PTP-IP camera is not connected; trying again")
+            raise self.bridge.unavailable()
         return self.bridge.camera
 
     def controls(self) -> list[str]:
-        return self._cam().controls() if self.bridge.camera is not None else []
+        return self._cam().controls()
 
     def status(self, name: str) -> Any:
-        return self._cam().status(name)
+        return self._cam().status(name).addErrback(_lost_to_unavailable, self.bridge)
 
     def control(self, name: str, number: Number) -> Any:
-        return self._cam().control(name, number)
+        return self._cam().control(name, number).addErrback(_lost_to_unavailable, self.bridge)
 
 
 @implementer(IMediaStore)
@@ -402,7 +415,7 @@ class BridgeStore:
 
     def _store(self) -> PTPMediaStore:
         if self.bridge.store is None:
-            raise CameraUnavailable("the PTP-IP camera is not connected; trying again")
+            raise self.bridge.unavailable()
         return self.bridge.store
 
     def isdir(self, path: str) -> bool:
@@ -478,6 +491,11 @@ class PTPBridge(service.Service):
         if not self.connected.called:
             self.connected.callback(None)
 
+    def unavailable(self) -> CameraUnavailable:
+        """The 421 to answer while the camera is not connected."""
+        return CameraUnavailable(f"Service not available: the PTP-IP camera at {self.host}:{self.port} "
+                                 "is not connected (reconnecting)")
+
     def _lost(self, _: Any) -> None:
         self.client = self.store = self.camera = None
         if not self._stopping:
@@ -497,7 +515,7 @@ class PTPBridge(service.Service):
             self._call.cancel()
         if self.client is not None:
             return self.client.close()
-        return None
+        return defer.succeed(None)
 
 
 def parse_camera_spec(spec: str) -> tuple[str, int]:

@@ -896,6 +896,11 @@ class CCCPServerProtocol(protocol.Protocol):
         names = list(camera.controls())
         ds = [defer.maybeDeferred(camera.status, n) for n in names]
         d = defer.gatherResults(ds, consumeErrors=True)
+
+        def first_error(f: Failure) -> Failure:
+            f.trap(defer.FirstError)
+            return cast(defer.FirstError, f.value).subFailure   # e.g. a 421 from a camera that went away
+        d.addErrback(first_error)
         return d.addCallback(lambda values: (200, csta_lines(CameraStatus("OK", dict(zip(names, values, strict=True))))))
 
 

@@ -167,22 +167,59 @@ async def test_new_objects_appear_in_the_listing(reactor, rig):
     assert "fresh.txt" in await rig.cccp.nlst("/")
 
 
+async def answer(client: Any, line: str) -> tuple[int, list[str]]:
+    from cccp.errors import CommandFailed
+    try:
+        r = await client.sendCommand(line)
+        return r.code, r.lines
+    except CommandFailed as e:
+        return e.code, e.lines
+
+
 @pytest_twisted.ensureDeferred
 async def test_the_bridge_reconnects_after_a_drop(reactor, rig):
-    from cccp.errors import CommandFailed
+    """While the camera is away, camera commands, CSTA and LIST answer 421 (502 would say the
+    camera has no such control); after the bridge reconnected, everything works again."""
+    from ..cccp.test_cli import run
     old = rig.bridge.client
+    port = rig.responder.port
+    off = rig.responder.listening
+    await off.stopListening()                                # the camera is switched off
     for proto in list(rig.responder.factory.connections):
         proto.transport.abortConnection()
-    await sleep(reactor, 0.05)
-    with pytest.raises(CommandFailed) as e:
-        await rig.cccp.zoom("+")
-    assert e.value.code in (421, 502)
-    for _ in range(50):
+    try:
+        for _ in range(100):
+            if rig.bridge.client is None:
+                break
+            await sleep(reactor, 0.01)
+        assert rig.bridge.client is None
+        down = f"Service not available: the PTP-IP camera at 127.0.0.1:{port} is not connected (reconnecting)"
+        for line in ("ZOOM +", "IRIS 8", "PAN +", "CSTA", "LIST /"):
+            if line == "LIST /":
+                from cccp.errors import CommandFailed
+                with pytest.raises(CommandFailed) as e:
+                    await rig.cccp.list("/")
+                got = (e.value.code, e.value.lines)
+            else:
+                got = await answer(rig.cccp, line)
+            assert got == (421, [down]), line
+        url = f"cccp://127.0.0.1:{rig.port.getHost().port}/"
+        out, err, code = await run(reactor, "ptz", url, "zoom", "+")
+        assert (code, err.strip()) == (1, f"cccp: the server answered 421 {down}")
+        out, err, code = await run(reactor, "status", url)
+        assert (code, err.strip()) == (1, f"cccp: the server answered 421 {down}")
+        assert (await answer(rig.cccp, "TSTA"))[0] == 200       # what does not need the camera goes on
+    finally:
+        # The camera comes back on the same port; the bridge's next attempt finds it.
+        rig.responder.listening = reactor.listenTCP(port, rig.responder.factory, interface="127.0.0.1")
+    for _ in range(100):
         await sleep(reactor, 0.1)
         if rig.bridge.client is not None and rig.bridge.client is not old:
             break
     r = await rig.cccp.zoom("+")
     assert r.code == 200
+    assert (await answer(rig.cccp, "PAN +"))[0] == 502          # lacking a property is 502 again
+    assert "IRIS" in (await rig.cccp.cameraStatus()).controls
 
 
 # -- the twistd plugin's options with a bridged camera ---------------------------------------
