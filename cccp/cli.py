@@ -4,15 +4,19 @@
     cccp ptz cccp://host/ pan +5 zoom - focus 3.5
     cccp tape cccp://host/ play 10 20 | pause | ff 0 -5 | record
     cccp ls cccp://host/clips/
-    cccp get cccp://host/clips/a.ts -o a.ts [--udp]
+    cccp get cccp://host/clips/a.ts -o a.ts [--udp] [--duration SECONDS]
     cccp put clip.ts cccp://user:pass@host/clips/clip.ts [--udp]
     cccp stream cccp://host/live/testpattern --udp 127.0.0.1:6000
+
+Ctrl-C (SIGINT) or SIGTERM during ``get`` or ``stream`` stops the transfer with ABOR
+and quits cleanly; a second signal stops waiting for the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -20,8 +24,8 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.internet import error as ierror
 
-from .commands import CAMERA_CONTROLS, format_number
-from .errors import CCCPError, CommandFailed, LocalProtocolError
+from .commands import CAMERA_CONTROLS, Reply, format_number
+from .errors import CCCPError, CommandFailed, ConnectionLost, LocalProtocolError
 
 NAMES = {"iris": "IRIS", "sens": "SENS", "sensitivity": "SENS", "roll": "ROLL", "pan": "PAN", "tilt": "TILT",
          "zoom": "ZOOM", "hori": "HORI", "horizontal": "HORI", "vert": "VERT", "vertical": "VERT",
@@ -110,6 +114,104 @@ class _ProgressSource:
         self._source.stopProducing()
 
 
+class Stopper:
+    """Turns SIGINT and SIGTERM during a transfer into a clean stop.
+
+    The first signal (or :meth:`stop` from a ``--duration`` timer) sends ABOR once the
+    server has answered 150 (at once if it already has); the transfer then ends with
+    the server's 426 and the ABOR with its 226, which :meth:`settle` waits for. A
+    second signal, or no answer within *grace* seconds, closes the control connection.
+    A signal before there is a connection stops the program (:attr:`hard`).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, reactor: Any, grace: float = 5.0) -> None:
+        self.reactor = reactor
+        self.grace = grace
+        self.client: Any = None
+        #: Why the transfer is being stopped ("SIGINT", "SIGTERM", "--duration"), or None.
+        self.reason: str | None = None
+        #: When the server answered 150 (time.monotonic()), or None.
+        self.started_at: float | None = None
+        self.hard = False
+        self.abort_reply: defer.Deferred[Any] | None = None
+        self._saved: dict[int, Any] = {}
+        self._timers: list[Any] = []
+
+    def install(self) -> None:
+        """Take SIGINT and SIGTERM over (call once the reactor runs: it installs its own)."""
+        for sig in self.SIGNALS:
+            self._saved[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._signalled)
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+
+    def _signalled(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.stop, signal.Signals(signum).name)
+
+    def started(self, reply: Reply | None = None, duration: float | None = None) -> None:
+        """The server answered 150: the transfer runs (for *duration* seconds at most)."""
+        self.started_at = time.monotonic()
+        if duration:
+            self._timers.append(self.reactor.callLater(duration, self.stop, "--duration"))
+        if self.reason is not None:
+            self._abort()
+
+    def stop(self, reason: str) -> None:
+        if self.reason is not None:          # a second signal: stop waiting for the server
+            if reason != "--duration":
+                self._hangUp()
+            return
+        self.reason = reason
+        if self.client is None:
+            self.hard = True
+            self.reactor.stop()
+        elif self.started_at is not None:
+            self._abort()
+        # else: the command checks :attr:`reason` before it starts the transfer, or
+        # :meth:`started` sends the ABOR as soon as the 150 comes.
+
+    def _abort(self) -> None:
+        if self.abort_reply is not None or self.client is None or self.client.closed:
+            return
+        self.abort_reply = self.client.abort()
+        self.abort_reply.addErrback(lambda f: None)        # settle() tells
+        self._timers.append(self.reactor.callLater(self.grace, self._hangUp))
+
+    def _hangUp(self) -> None:
+        if self.client is not None and not self.client.closed:
+            self.client.transport.abortConnection()
+
+    def check(self) -> None:
+        """Before a transfer starts: give up if a stop was asked for already."""
+        if self.reason is not None:
+            raise CLIError(f"interrupted ({self.reason}) before the transfer started")
+
+    def stopped(self, e: BaseException) -> bool:
+        """Whether *e* (from the transfer) is the end of a transfer we stopped."""
+        if self.reason is None or self.started_at is None:
+            return False
+        return isinstance(e, ConnectionLost) or (isinstance(e, CommandFailed) and e.code == 426)
+
+    async def settle(self) -> bool:
+        """Wait for the ABOR's reply; True if the server answered it (and QUIT can follow)."""
+        if self.abort_reply is None:
+            return False
+        result = await self.abort_reply
+        return isinstance(result, Reply) and self.client is not None and not self.client.closed
+
+    def elapsed(self) -> float:
+        return time.monotonic() - (self.started_at or time.monotonic())
+
+
 async def _connect(reactor: Any, url: str) -> Any:
     from .client import connect_url
     return await connect_url(reactor, url)
@@ -178,7 +280,12 @@ async def _media_mode(c: Any, args: argparse.Namespace) -> None:
 
 
 async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
+    """RETR into FILE.part, renamed to FILE when complete. Stopped by ``--duration`` or,
+    for a stream of unknown size, by SIGINT/SIGTERM, it keeps what arrived (a recording);
+    a file of known size that did not arrive whole is removed."""
+    stopper: Stopper = args.stopper
     c = await _connect(reactor, args.url)
+    stopper.client = c
     path = _path(args.url)
     out = args.output or os.path.basename(path.rstrip("/")) or "download"
     await _media_mode(c, args)
@@ -192,7 +299,28 @@ async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
         with f:
             def sized(n: int) -> None:
                 progress.total = n
-            r = await c.retrieve(path, _FileSink(f, progress), on_size=sized)
+            stopper.check()
+            r = await c.retrieve(path, _FileSink(f, progress), on_size=sized,
+                                 on_start=lambda reply: stopper.started(reply, args.duration))
+    except (CommandFailed, ConnectionLost) as e:
+        if not stopper.stopped(e):
+            if os.path.exists(part):
+                os.unlink(part)
+            raise
+        confirmed = await stopper.settle()
+        progress.finish()
+        how = f"stopped after {stopper.elapsed():.1f} s ({stopper.reason})"
+        if not confirmed:
+            how += "; the server did not answer ABOR, the control connection was closed"
+        if stopper.reason != "--duration" and progress.total is not None:
+            os.unlink(part)                  # a file of known size, cut short: not a file to keep
+            raise CLIError(f"interrupted ({stopper.reason}): {out} not saved "
+                           f"({progress.done} of {progress.total} bytes had arrived)") from None
+        os.replace(part, out)                # a recording: what arrived is the file
+        print(f"{path} -> {out} ({progress.summary()}): {how}")
+        if confirmed:
+            await c.quit()
+        return
     except BaseException:
         if os.path.exists(part):
             os.unlink(part)
@@ -221,14 +349,29 @@ async def cmd_put(reactor: Any, args: argparse.Namespace) -> None:
 
 
 async def cmd_stream(reactor: Any, args: argparse.Namespace) -> None:
+    """PORT and RETR in MODE P until the medium ends, or until SIGINT/SIGTERM: then
+    ABOR, wait for the server's 426 and 226, QUIT, and say how long it ran."""
     host, _, port = args.udp.rpartition(":")
     if not host or not port.isdigit():
         raise CLIError("--udp takes HOST:PORT, for example 127.0.0.1:6000")
+    stopper: Stopper = args.stopper
     c = await _connect(reactor, args.url)
+    stopper.client = c
     await c.type(args.type)
     await c.mode(f"P {1 if args.type.startswith('I R') else args.per_datagram}")
+    stopper.check()
     print(f"streaming {_path(args.url)} to udp://{host}:{port} (Ctrl-C to stop)", file=sys.stderr)
-    r = await c.streamTo(_path(args.url), host, int(port))
+    try:
+        r = await c.streamTo(_path(args.url), host, int(port), on_start=stopper.started)
+    except (CommandFailed, ConnectionLost) as e:
+        if not stopper.stopped(e):
+            raise
+        confirmed = await stopper.settle()
+        note = "" if confirmed else " (the server did not answer ABOR; the control connection was closed)"
+        print(f"stopped after {stopper.elapsed():.1f} s{note}")
+        if confirmed:
+            await c.quit()
+        return
     print(r.text)
     await c.quit()
 
@@ -285,6 +428,16 @@ COMMANDS = {"shell": cmd_shell, "status": cmd_status, "ptz": cmd_ptz, "tape": cm
             "put": cmd_put, "stream": cmd_stream}
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cccp", description="Drive a CCCP camera/recorder server.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -308,6 +461,8 @@ def parser() -> argparse.ArgumentParser:
         g.add_argument("url")
         if name == "get":
             g.add_argument("-o", "--output")
+            g.add_argument("--duration", type=_seconds, metavar="SECONDS",
+                           help="stop (ABOR) after this long and keep what arrived (for live streams)")
         g.add_argument("--udp", action="store_true", help="UDP (MODE P) instead of TCP")
         g.add_argument("--type", default="I", help="TYPE after 'TYPE ' (I, 'I M', 'I R 33')")
         g.add_argument("--per-datagram", type=int, default=7)
@@ -330,12 +485,26 @@ def _where(args: argparse.Namespace) -> str:
         return ""
 
 
+#: Commands whose transfer SIGINT/SIGTERM stop with ABOR (see :class:`Stopper`).
+STOPPABLE = ("get", "stream")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     status = [0]
+    stopper: Stopper | None = None
 
     def run(reactor: Any) -> defer.Deferred[Any]:
+        nonlocal stopper
+        if args.command in STOPPABLE:
+            s = stopper = args.stopper = Stopper(reactor)
+            reactor.callWhenRunning(s.install)            # after the reactor's own handlers
         d = defer.ensureDeferred(COMMANDS[args.command](reactor, args))
+        if args.command in STOPPABLE:
+            def restored(result: Any) -> Any:
+                s.restore()
+                return result
+            d.addBoth(restored)
 
         def report(f: Any) -> None:
             e = f.value
@@ -357,6 +526,9 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as e:
         if e.code not in (0, None):
             raise
+    if stopper is not None and stopper.hard:
+        sys.stderr.write(f"cccp: interrupted ({stopper.reason}) before connecting\n")
+        status[0] = 1
     raise SystemExit(status[0])
 
 

@@ -351,21 +351,24 @@ class CCCPClient(protocol.Protocol):
             self._transfer_lock.release()
 
     @defer.inlineCallbacks
-    def streamTo(self, path: str, host: str, port: int) -> Any:
+    def streamTo(self, path: str, host: str, port: int,
+                 on_start: Callable[[Reply], Any] | None = None) -> Any:
         """RETR *path* to a third party (a player, a recorder, a multicast group):
         PORT host,port then RETR; fires with the final reply. In MODE P the
-        stream goes out as UDP datagrams."""
+        stream goes out as UDP datagrams. *on_start* is called with the 150 reply
+        (from then on, :meth:`abort` stops the stream)."""
         yield self._transfer_lock.acquire()
         try:
             yield self._cmd("PORT", format_host_port(host, port))
-            reply = yield self.sendCommand(f"RETR {path}", transfer=True)
+            reply = yield self.sendCommand(f"RETR {path}", transfer=True, on_preliminary=on_start)
             return reply
         finally:
             self._transfer_lock.release()
 
     def retrieve(self, path: str, consumer: IConsumer,
                  multicast: tuple[str, int] | None = None,
-                 on_size: Callable[[int], None] | None = None) -> defer.Deferred[Reply]:
+                 on_size: Callable[[int], None] | None = None,
+                 on_start: Callable[[Reply], Any] | None = None) -> defer.Deferred[Reply]:
         """RETR *path* into *consumer*; fires with the final (226) reply.
 
         Follows TYPE and MODE: TYPE I M delivers validated TS, TYPE I R delivers
@@ -374,21 +377,25 @@ class CCCPClient(protocol.Protocol):
         With *multicast* ``(group, port)`` in MODE P, the client joins the group and
         asks the server to send there (the server's policy must allow multicast).
         *on_size* is called with the byte count when the server's 150 reply names one
-        (``(N bytes)``, for files sent as they are over TCP).
+        (``(N bytes)``, for files sent as they are over TCP); *on_start* with the 150
+        reply itself, in every mode (a live stream has no size: it runs until
+        :meth:`abort`).
         """
+        def preliminary(reply: Reply) -> None:
+            size = preliminary_size(reply.text)
+            if on_size is not None and size is not None:
+                on_size(size)
+            if on_start is not None:
+                on_start(reply)
         framing = self._framing()
         if self.current_mode.code == "P":
             receiver = MediaReceiver(consumer, framing=framing, udp=True,
                                      payload_types=self.current_type.payload_types)
             if multicast is not None:
-                return self._retrieveMulticast(path, receiver, *multicast)
-            return self._retrieveUDP(path, receiver)
+                return self._retrieveMulticast(path, receiver, *multicast, on_start=preliminary)
+            return self._retrieveUDP(path, receiver, on_start=preliminary)
         sink: Any = consumer if framing == "raw" else MediaReceiver(
             consumer, framing=framing, udp=False, payload_types=self.current_type.payload_types)
-        def preliminary(reply: Reply) -> None:
-            size = preliminary_size(reply.text)
-            if on_size is not None and size is not None:
-                on_size(size)
         return self._transferCommand(f"RETR {path}", lambda data: data.receiveInto(sink), preliminary)
 
     def store(self, path: str, source: Any) -> defer.Deferred[Reply]:
@@ -440,13 +447,14 @@ class CCCPClient(protocol.Protocol):
         return ep
 
     @defer.inlineCallbacks
-    def _retrieveUDP(self, path: str, receiver: MediaReceiver) -> Any:
+    def _retrieveUDP(self, path: str, receiver: MediaReceiver,
+                     on_start: Callable[[Reply], Any] | None = None) -> Any:
         yield self._transfer_lock.acquire()
         ep = None
         try:
             ep = yield self._udpPort()
             ep.on_datagram = receiver.datagram
-            final = self.sendCommand(f"RETR {path}", transfer=True)
+            final = self.sendCommand(f"RETR {path}", transfer=True, on_preliminary=on_start)
             if ep.peer is not None:
                 ep.send(b"")                # tell the server's PASV port where to send
             reply = yield final
@@ -458,14 +466,15 @@ class CCCPClient(protocol.Protocol):
             self._transfer_lock.release()
 
     @defer.inlineCallbacks
-    def _retrieveMulticast(self, path: str, receiver: MediaReceiver, group: str, port: int) -> Any:
+    def _retrieveMulticast(self, path: str, receiver: MediaReceiver, group: str, port: int,
+                           on_start: Callable[[Reply], Any] | None = None) -> Any:
         yield self._transfer_lock.acquire()
         member = None
         try:
             member = multicast_receiver(self.reactor, group, port, self.transport.getHost().host)
             member.on_datagram = receiver.datagram
             yield self._cmd("PORT", format_host_port(group, port))
-            reply = yield self.sendCommand(f"RETR {path}", transfer=True)
+            reply = yield self.sendCommand(f"RETR {path}", transfer=True, on_preliminary=on_start)
             yield _sleep(self.reactor, self.udp_grace)
             return reply
         finally:
