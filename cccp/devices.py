@@ -344,7 +344,8 @@ class VirtualTapeDeck:
         return self.state()[1]
 
     def _move(self, op: str, stop: Decimal | None, speed: Decimal | None, default: Decimal,
-              limit: Decimal) -> None:
+              limit: Decimal) -> Decimal | None:
+        """Start *op*; the speed used (clamped to ±*limit*), or None if it ended at once."""
         self._settle()
         speed = default if speed is None else speed
         if speed == 0:
@@ -356,19 +357,20 @@ class VirtualTapeDeck:
             if (speed > 0 and stop <= self._pos) or (speed < 0 and stop >= self._pos):
                 self._op, self._speed, self._stop = "PAUS", Decimal(0), None
                 self._notify()
-                return
+                return None
         self._op, self._speed, self._stop, self._t0 = op, speed, stop, self._now()
         self._notify()
         self._settle()
+        return speed
 
-    def play(self, stop: Decimal | None = None, speed: Decimal | None = None) -> None:
-        self._move("PLAY", stop, speed, Decimal(1), self.max_play_speed)
+    def play(self, stop: Decimal | None = None, speed: Decimal | None = None) -> Decimal | None:
+        return self._move("PLAY", stop, speed, Decimal(1), self.max_play_speed)
 
-    def record(self, stop: Decimal | None = None, speed: Decimal | None = None) -> None:
-        self._move("RECO", stop, speed, Decimal(1), self.max_play_speed)
+    def record(self, stop: Decimal | None = None, speed: Decimal | None = None) -> Decimal | None:
+        return self._move("RECO", stop, speed, Decimal(1), self.max_play_speed)
 
-    def fastForward(self, stop: Decimal | None = None, speed: Decimal | None = None) -> None:
-        self._move("FF", stop, speed, Decimal(5), self.max_ff_speed)
+    def fastForward(self, stop: Decimal | None = None, speed: Decimal | None = None) -> Decimal | None:
+        return self._move("FF", stop, speed, Decimal(5), self.max_ff_speed)
 
     def pause(self) -> None:
         self._settle()

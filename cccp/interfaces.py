@@ -40,13 +40,15 @@ class ITapeDeck(Interface):
         """``(operation, position)``: PLAY, RECO, FF or PAUS, and the position in seconds."""
 
     def play(stop=None, speed=None):
-        """Start playing; *stop* is an absolute position or None."""
+        """Start playing; *stop* is an absolute position or None. Return (or a
+        Deferred of) the speed used, after the device's limits (a Decimal), or None
+        when the command ended at once or the device does not say."""
 
     def record(stop=None, speed=None):
-        """Start recording."""
+        """Start recording; returns like :meth:`play`."""
 
     def fastForward(stop=None, speed=None):
-        """Move forward (or backward with a negative speed)."""
+        """Move forward (or backward with a negative speed); returns like :meth:`play`."""
 
     def pause():
         """Stop at the current position."""

@@ -845,11 +845,18 @@ class CCCPServerProtocol(protocol.Protocol):
             raise NotImplementedHere(f"{verb} is not supported by this tape device")
         stop, speed = self._tapeArgs(verb, arg)
         d = defer.maybeDeferred(getattr(deck, method), stop, speed)
-        return d.addCallback(lambda _: self._tapeReply(verb))
+        return d.addCallback(lambda used: self._tapeReply(verb, speed, used))
 
-    def _tapeReply(self, verb: str) -> tuple[int, str]:
+    def _tapeReply(self, verb: str, asked: Decimal | None = None, used: Any = None) -> tuple[int, str]:
+        """200 with the state reached, and the speed when the tape moves: the draft leaves
+        precision and range to the device, so a speed it clamped is named as such."""
         op, pos = self._deck().state()
-        return 200, f"Command okay: {verb}; now {op} at {format_number(pos)}"
+        text = f"Command okay: {verb}; now {op} at {format_number(pos)}"
+        if isinstance(used, Decimal) and op != "PAUS":
+            text += f", speed {format_number(used)}"
+            if asked is not None and asked != used:
+                text += f" (clamped from {format_number(asked)})"
+        return 200, text
 
     def cccp_PLAY(self, arg: str | None) -> Any:
         return self._tape("PLAY", arg, "play")

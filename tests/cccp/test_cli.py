@@ -27,6 +27,7 @@ async def test_status_ptz_tape(reactor, server):
     assert out.splitlines() == ["PAN 5", "ZOOM 1", "FOCU 3.5"]
     out, err, code = await run(reactor, "tape", url, "play", "10", "20")
     assert code == 0 and out.startswith("PLAY; now PLAY at")
+    assert out.rstrip("\n").endswith(", speed 8 (clamped from 20)"), out
 
 
 @pytest_twisted.ensureDeferred

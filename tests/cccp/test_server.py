@@ -579,6 +579,25 @@ async def test_tape_commands(reactor, server):
     assert (await c.tapeStatus()).position >= pos
 
 
+@pytest_twisted.ensureDeferred
+async def test_tape_replies_say_the_speed_used_and_when_it_was_clamped(reactor, server):
+    """The deck clamps speeds to its range (8 for play, 64 for wind); the reply says so."""
+    c = await anon(reactor, server)
+    r = await ask(c, "PLAY 10 20")
+    assert r.code == 200 and r.text.startswith("Command okay: PLAY; now PLAY at 0")
+    assert r.text.endswith(", speed 8 (clamped from 20)"), r.text
+    r = await ask(c, "PLAY 3000 2")
+    assert r.code == 200 and r.text.endswith(", speed 2"), r.text
+    r = await ask(c, "FF 3000 100")
+    assert r.code == 200 and r.text.endswith(", speed 64 (clamped from 100)"), r.text
+    r = await ask(c, "PLAY 0 -9.5")             # reverse play, from where the tape is
+    assert r.code == 200 and r.text.endswith(", speed -8 (clamped from -9.5)"), r.text
+    r = await ask(c, "FF")
+    assert r.code == 200 and r.text.endswith(", speed 5"), r.text           # the deck's default
+    r = await ask(c, "RECO 0")                  # a stop position behind: ends at once, no speed
+    assert r.text.startswith("Command okay: RECO; now PAUS at ") and "speed" not in r.text
+
+
 @pytest.mark.parametrize("line,code,text", [
     ("PLAY x", 501, "Bad number 'x': expected [+|-]digits[.digits]"),
     ("PLAY 1  2", 501, "PLAY takes [stop-position [speed]] separated by single spaces"),
