@@ -134,6 +134,8 @@ class Stopper:
         self.reason: str | None = None
         #: When the server answered 150 (time.monotonic()), or None.
         self.started_at: float | None = None
+        #: When the stop was asked for (time.monotonic()), or None.
+        self.stopped_at: float | None = None
         self.hard = False
         self.abort_reply: defer.Deferred[Any] | None = None
         self._saved: dict[int, Any] = {}
@@ -171,6 +173,7 @@ class Stopper:
                 self._hangUp()
             return
         self.reason = reason
+        self.stopped_at = time.monotonic()
         if self.client is None:
             self.hard = True
             self.reactor.stop()
@@ -209,7 +212,9 @@ class Stopper:
         return isinstance(result, Reply) and self.client is not None and not self.client.closed
 
     def elapsed(self) -> float:
-        return time.monotonic() - (self.started_at or time.monotonic())
+        """Seconds from the 150 to the stop (the time the transfer ran)."""
+        end = self.stopped_at or time.monotonic()
+        return max(0.0, end - (self.started_at or end))
 
 
 async def _connect(reactor: Any, url: str) -> Any:
