@@ -28,6 +28,7 @@ from .constants import (
     NO_TRANSACTION,
     EventCode,
     ObjectFormat,
+    code_name,
 )
 from .constants import (
     OperationCode as Op,
@@ -340,10 +341,37 @@ class CameraSession:
         if self._captures:
             raise OperationError(R.DeviceBusy, "a capture is in progress")
         d = defer.maybeDeferred(source.capture, object_format)
-        self._captures[tid] = d
         d.addCallback(self._captured, tid)
+        outcome: list[Any] = []
+
+        def seen(result: Any) -> Any:
+            outcome.append(result)
+            return result
+        d.addBoth(seen)
+        if outcome:
+            # Over before we answer (a synchronous source such as FolderCapture): a failure
+            # is the answer to InitiateCapture, not OK followed by a CaptureComplete alone.
+            d.addErrback(lambda _: None)
+            if isinstance(outcome[0], Failure):
+                # CaptureComplete too: libgphoto2 up to 2.5.30 ignores the response code of
+                # InitiateCapture (later ones still ignore GeneralError) and would wait for
+                # it forever.
+                self.events.sendEvent(EventCode.CaptureComplete, (), tid)
+                raise self._captureRefused(outcome[0])
+            return Response()
+        self._captures[tid] = d
         d.addErrback(self._captureFailed, tid)
         return Response()
+
+    def _captureRefused(self, failure: Failure) -> OperationError:
+        """The response for a capture that failed before InitiateCapture was answered."""
+        error = failure.value
+        if isinstance(error, OperationError):
+            self.log.warn("capture refused: {code}: {error}",
+                          code=code_name(error.response_code or R.GeneralError), error=error)
+            return error
+        self.log.failure("capture failed", failure)
+        return OperationError(R.GeneralError, f"capture failed: {error}")
 
     def _captured(self, result: tuple[str, bytes], tid: int) -> None:
         self._captures.pop(tid, None)
@@ -364,7 +392,8 @@ class CameraSession:
         self._captures.pop(tid, None)
         if not failure.check(defer.CancelledError):
             self.log.failure("capture failed", failure)
-        # The initiator waits for CaptureComplete: end the operation either way (2.7.3).
+        # InitiateCapture was answered OK already and the initiator waits for CaptureComplete:
+        # end the operation either way (2.7.3), without ObjectAdded.
         self.events.sendEvent(EventCode.CaptureComplete, (), tid)
 
     # -- properties -----------------------------------------------------------------

@@ -81,11 +81,22 @@ class FolderCapture:
         self._next = 0
 
     def capture(self, object_format: int = 0) -> tuple[str, bytes]:
-        names = sorted(n for n in os.listdir(self.folder)
+        """The next picture; a folder that is gone or empty answers StoreNotAvailable (the
+        camera has nothing to capture onto), a file that cannot be read GeneralError."""
+        try:
+            entries = os.listdir(self.folder)
+        except OSError as e:
+            raise OperationError(ResponseCode.StoreNotAvailable,
+                                 f"capture folder {self.folder}: {e.strerror}") from None
+        names = sorted(n for n in entries
                        if os.path.isfile(os.path.join(self.folder, n)) and not n.startswith("."))
         if not names:
             raise OperationError(ResponseCode.StoreNotAvailable, f"no pictures in {self.folder}")
         name = names[self._next % len(names)]
         self._next += 1
-        with open(os.path.join(self.folder, name), "rb") as f:
-            return name, f.read()
+        path = os.path.join(self.folder, name)
+        try:
+            with open(path, "rb") as f:
+                return name, f.read()
+        except OSError as e:
+            raise OperationError(ResponseCode.GeneralError, f"{path}: {e.strerror}") from None

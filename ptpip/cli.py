@@ -262,6 +262,8 @@ async def cmd_rm(reactor: Any, client: Any, args: argparse.Namespace) -> None:
 
 async def cmd_capture(reactor: Any, client: Any, args: argparse.Namespace) -> None:
     handles = await client.capture(reactor, timeout=args.wait)
+    if not handles:
+        raise CLIError("the camera captured nothing (CaptureComplete came without a new object)")
     out = []
     for h in handles:
         oi = await client.getObjectInfo(h)
@@ -273,7 +275,7 @@ async def cmd_capture(reactor: Any, client: Any, args: argparse.Namespace) -> No
             item["file"] = target
         out.append(item)
     _out(args, out, "\n".join(f"captured {i['filename']} (handle {i['handle']})"
-                              + (f" -> {i['file']}" if "file" in i else "") for i in out) or "captured nothing")
+                              + (f" -> {i['file']}" if "file" in i else "") for i in out))
 
 
 async def cmd_props(reactor: Any, client: Any, args: argparse.Namespace) -> None:

@@ -335,6 +335,30 @@ def test_capture_adds_an_object_then_completes(tmp_path):
     assert os.path.exists(os.path.join(rig.root, "IMG_0001.JPG"))
 
 
+def test_capture_that_cannot_work_answers_store_not_available(tmp_path):
+    """A capture folder that is empty, or removed while the camera runs, answers
+    InitiateCapture with StoreNotAvailable: not OK followed by a CaptureComplete alone.
+    (CaptureComplete still comes, for initiators that ignore the response code.)"""
+    src = tmp_path / "src"
+    src.mkdir()
+    os.makedirs(tmp_path / "cam")
+    rig = Rig(str(tmp_path / "cam"), capture_folder=str(src)).open()
+    rig.events()
+    before = set(os.listdir(rig.root))
+    for _ in ("empty", "gone"):
+        response, _ = rig.op(Op.InitiateCapture, 0, 0)
+        assert response.code == R.StoreNotAvailable
+        assert rig.events() == [Event(EventCode.CaptureComplete, response.transaction_id, ())]
+        if src.exists():
+            src.rmdir()
+    assert set(os.listdir(rig.root)) == before                                         # no object
+    src.mkdir()                                                                      # back again
+    (src / "A.JPG").write_bytes(open(sample_pictures()[0], "rb").read())
+    response, _ = rig.ok(Op.InitiateCapture, 0, 0)                                   # not DeviceBusy
+    assert rig.events()[-1] == Event(EventCode.CaptureComplete, response.transaction_id, ())
+    assert os.path.exists(os.path.join(rig.root, "A.JPG"))
+
+
 def test_test_card_is_a_jpeg_with_a_time_stamp():
     from PIL import Image
 

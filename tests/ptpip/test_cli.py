@@ -8,7 +8,12 @@ import sys
 from typing import Any
 
 import pytest_twisted
-from twisted.internet import utils
+from twisted.internet import task, utils
+from zope.interface import implementer
+
+from ptpip.interfaces import ICaptureSource
+
+from ..conftest import start_responder, stop_responder
 
 
 async def run(reactor: Any, *args: str, cwd: str | None = None) -> tuple[str, str, int]:
@@ -77,3 +82,49 @@ async def test_errors_are_one_clear_line(reactor, responder):
     assert code == 1 and err.strip() == "ptpip: no object '/nope.jpg' on the camera (see 'ptpip ls')"
     out, err, code = await run(reactor, "--port", str(responder.port), "get", "/readme.txt", "-o", "/proc/version/x")
     assert code == 1 and err.strip() == "ptpip: /proc/version/x: Not a directory"
+
+
+@pytest_twisted.ensureDeferred
+async def test_capture_that_fails_is_one_line_and_status_1(reactor, tmp_path):
+    """A capture folder removed after start-up: the camera answers StoreNotAvailable and
+    ``ptpip capture`` says so in one line, exit status 1."""
+    root, shutter = tmp_path / "cam", tmp_path / "shutter"
+    root.mkdir()
+    shutter.mkdir()
+    r = await start_responder(reactor, str(root), capture_folder=str(shutter))
+    try:
+        shutter.rmdir()
+        out, err, code = await run(reactor, "--port", str(r.port), "capture")
+    finally:
+        await stop_responder(r)
+    assert code == 1 and out == ""
+    assert err.strip() == "ptpip: camera answered StoreNotAvailable (0x2013) to InitiateCapture"
+
+
+@implementer(ICaptureSource)
+class _FailsLater:
+    """A capture source whose picture never comes: it fails after InitiateCapture is answered."""
+
+    def capture(self, object_format: int) -> Any:
+        from twisted.internet import reactor
+
+        def fail() -> None:
+            raise OSError("sensor unplugged")
+        return task.deferLater(reactor, 0.05, fail)
+
+
+@pytest_twisted.ensureDeferred
+async def test_capture_of_nothing_is_one_line_and_status_1(reactor, tmp_path):
+    """CaptureComplete without ObjectAdded: ``ptpip capture`` says nothing was captured and
+    exits 1, instead of printing "captured nothing" with status 0."""
+    from ptpip.camera import Camera
+    from ptpip.filestore import FilesystemStore
+    from ptpip.responder import ResponderFactory
+    camera = Camera(FilesystemStore(str(tmp_path)), capture=_FailsLater(), scan_interval=None)
+    port = reactor.listenTCP(0, ResponderFactory(camera), interface="127.0.0.1")
+    try:
+        out, err, code = await run(reactor, "--port", str(port.getHost().port), "capture", "--wait", "10")
+    finally:
+        await port.stopListening()
+    assert code == 1 and out == ""
+    assert err.strip() == "ptpip: the camera captured nothing (CaptureComplete came without a new object)"
