@@ -78,7 +78,10 @@ class Options(usage.Options):
     optFlags = [
         ["announce", None, "Announce the camera over DNS-SD/mDNS as _ptp._tcp (the default)."],
         ["no-announce", None, "Do not announce the camera over DNS-SD/mDNS."],
-        ["no-anonymous", None, "Refuse the anonymous (all-0xFF GUID) initiator."],
+        ["anonymous", None, "Accept the anonymous (all-0xFF GUID) initiator; the default unless "
+                            "--allow-list or --pair is given."],
+        ["no-anonymous", None, "Refuse the anonymous (all-0xFF GUID) initiator; the default with "
+                               "--allow-list or --pair."],
         ["allow-format", None, "Let FormatStore erase the folder."],
         ["read-only", None, "Refuse uploads, deletions and protection changes."],
     ]
@@ -135,6 +138,8 @@ class Options(usage.Options):
         for opt in ("root", "capture-folder"):
             if self[opt] is not None:
                 _check_folder(opt, self[opt])
+        if self["anonymous"] and self["no-anonymous"]:
+            raise usage.UsageError("use --anonymous or --no-anonymous, not both")
         if self["allow-list"] and self["pair"]:
             raise usage.UsageError("use --allow-list or --pair, not both (--pair keeps its own list)")
         from .policy import read_guids
@@ -174,7 +179,7 @@ def makeService(options: Options) -> service.MultiService:
         read_only=options["read-only"], model=options["model"], manufacturer=options["manufacturer"],
         scan_interval=options["scan-interval"] or None)
     from .policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy
-    anonymous = not options["no-anonymous"]
+    anonymous = _accepts_anonymous(options)
     if options["allow-list"]:
         policy: Any = AllowListPolicy(options["allow-list"], anonymous=anonymous)
     elif options["pair"]:
@@ -201,6 +206,15 @@ def makeService(options: Options) -> service.MultiService:
             else:
                 Announcer(options["name"], port, options["guid"], options["model"]).setServiceParent(top)
     return top
+
+
+def _accepts_anonymous(options: Options) -> bool:
+    """Whether the anonymous initiator (all-0xFF GUID, spec 2.3.1) is let in: when access is
+    restricted (--allow-list, --pair) only with --anonymous, as the library's policies do;
+    otherwise unless --no-anonymous."""
+    if options["anonymous"] or options["no-anonymous"]:
+        return bool(options["anonymous"])
+    return not (options["allow-list"] or options["pair"])
 
 
 def _apply_presets(camera: Any, presets: dict[int, str]) -> None:

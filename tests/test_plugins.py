@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import pytest_twisted
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.python import usage
@@ -127,3 +128,62 @@ def test_twistd_reports_a_missing_root_in_one_line(tmp_path):
     assert proc.returncode == 1, out
     assert "Traceback" not in out and "FileNotFoundError" not in out
     assert out.rstrip().splitlines()[-1].endswith(f": --root {missing!r}: no such folder")
+
+
+ANONYMOUS = b"\xff" * 16
+KNOWN = bytes(range(16))
+
+
+async def _admits(reactor, args, guid):
+    """Whether the camera the plugin builds from *args* admits an initiator with *guid*,
+    over a real connection on loopback."""
+    from ptpip.client import PTPClient
+    from ptpip.constants import FailReason
+    from ptpip.errors import InitFailed
+    from ptpip.tap import Options, makeService
+    o = Options()
+    o.parseOptions([*args, "--listen", "tcp:0:interface=127.0.0.1", "--no-announce"])
+    svc = makeService(o)
+    camera_service, listener = list(svc)[:2]
+    port = reactor.listenTCP(0, listener.factory, interface="127.0.0.1")
+    try:
+        client = await PTPClient.connect(reactor, "127.0.0.1", port.getHost().port, guid=guid, timeout=10)
+    except InitFailed as e:
+        assert e.reason == FailReason.REJECTED_INITIATOR
+        return False
+    else:
+        await client.close()
+        return True
+    finally:
+        await port.stopListening()
+        camera_service.stopService()
+
+
+@pytest.mark.parametrize("policy", ["allow-list", "pair"])
+@pytest_twisted.ensureDeferred
+async def test_restricted_responder_refuses_the_anonymous_initiator_by_default(reactor, tmp_path, policy):
+    """With --allow-list or --pair, the anonymous initiator is refused unless --anonymous is
+    given, as AllowListPolicy and PairingPolicy do; the listed initiator is let in."""
+    from ptpip.policy import write_guids
+    path = str(tmp_path / "known.guids")
+    write_guids(path, [KNOWN])
+    restricted = [f"--{policy}", path, "--root", str(tmp_path)]
+    assert not await _admits(reactor, restricted, ANONYMOUS)
+    assert not await _admits(reactor, [*restricted, "--no-anonymous"], ANONYMOUS)
+    assert await _admits(reactor, [*restricted, "--anonymous"], ANONYMOUS)
+    assert await _admits(reactor, restricted, KNOWN)
+
+
+@pytest_twisted.ensureDeferred
+async def test_open_responder_admits_the_anonymous_initiator_unless_told_not_to(reactor, tmp_path):
+    root = ["--root", str(tmp_path)]
+    assert await _admits(reactor, root, ANONYMOUS)
+    assert await _admits(reactor, [*root, "--anonymous"], ANONYMOUS)
+    assert not await _admits(reactor, [*root, "--no-anonymous"], ANONYMOUS)
+    assert await _admits(reactor, [*root, "--no-anonymous"], KNOWN)
+
+
+def test_anonymous_options_exclude_each_other():
+    from ptpip.tap import Options
+    with pytest.raises(usage.UsageError, match="--anonymous or --no-anonymous, not both"):
+        Options().parseOptions(["--anonymous", "--no-anonymous"])
