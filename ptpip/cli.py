@@ -144,7 +144,7 @@ def _run(reactor: Any, args: argparse.Namespace) -> Any:
     try:
         client = yield PTPClient.connect(reactor, args.host, args.port, timeout=args.timeout,
                                          friendly_name=args.name,
-                                         open_session=args.command != "info")
+                                         open_session=args.command not in ("info", "events"))
     except InitFailed as e:
         raise CLIError(f"{args.host}:{args.port} refused the connection: "
                        f"{FailReason(e.reason).name if e.reason in FailReason._value2member_map_ else e.reason}") from None
@@ -321,15 +321,27 @@ async def cmd_events(reactor: Any, client: Any, args: argparse.Namespace) -> Non
         if args.count and count[0] >= args.count and not done.called:
             done.callback(None)
 
+    # Listen first, then open the session: no event sent right after OpenSession is missed.
     client.subscribe(show)
+    await client.openSession()
+
     def finish(_: Any = None) -> None:
         if not done.called:
             done.callback(None)
 
-    client.session.whenClosed.addBoth(finish)
-    if args.duration:
-        reactor.callLater(args.duration, finish)
-    await done
+    def closed(_: Any) -> None:
+        # Before --count or --duration ended it: the camera hung up (e.g. its idle timeout).
+        if not done.called:
+            n = count[0]
+            done.errback(CLIError(f"the camera closed the connection after {n} event{'' if n == 1 else 's'}"))
+
+    client.session.whenClosed.addBoth(closed)
+    timer = reactor.callLater(args.duration, finish) if args.duration else None
+    try:
+        await done
+    finally:
+        if timer is not None and timer.active():
+            timer.cancel()
 
 
 _COMMANDS = {"info": cmd_info, "ls": cmd_ls, "get": cmd_get, "put": cmd_put, "rm": cmd_rm,

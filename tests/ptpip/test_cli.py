@@ -8,9 +8,10 @@ import sys
 from typing import Any
 
 import pytest_twisted
-from twisted.internet import task, utils
+from twisted.internet import defer, task, utils
 from zope.interface import implementer
 
+from ptpip.constants import EventCode
 from ptpip.interfaces import ICaptureSource
 
 from ..conftest import start_responder, stop_responder
@@ -128,3 +129,43 @@ async def test_capture_of_nothing_is_one_line_and_status_1(reactor, tmp_path):
         await port.stopListening()
     assert code == 1 and out == ""
     assert err.strip() == "ptpip: the camera captured nothing (CaptureComplete came without a new object)"
+
+
+async def _cli_session(reactor: Any, r: Any, timeout: float = 20.0) -> None:
+    """Wait until the CLI under test has opened its PTP session with the camera."""
+    deadline = reactor.seconds() + timeout
+    while not any(s.session_id for s in r.camera.sessions):
+        assert reactor.seconds() < deadline, "the CLI never opened a session"
+        await task.deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_ended_by_the_camera_say_so_and_exit_1(reactor, tmp_path):
+    """The camera closes the session (its idle timeout): one line on stderr, status 1,
+    instead of a silent status 0 long before --duration."""
+    root = tmp_path / "cam"
+    root.mkdir()
+    r = await start_responder(reactor, str(root), idle_timeout=1.0)
+    try:
+        start = reactor.seconds()
+        cli = defer.ensureDeferred(run(reactor, "--port", str(r.port), "events", "--duration", "20"))
+        await _cli_session(reactor, r)
+        r.camera.properties.set(0x5007, 800)
+        out, err, code = await cli
+    finally:
+        await stop_responder(r)
+    assert reactor.seconds() - start < 15
+    assert code == 1, err
+    assert out == "DevicePropChanged 20487\n"
+    assert err == "ptpip: the camera closed the connection after 1 event\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_ended_by_duration_or_count_exit_0(reactor, responder):
+    out, err, code = await run(reactor, "--port", str(responder.port), "events", "--duration", "0.5")
+    assert (out, err, code) == ("", "", 0)
+    cli = defer.ensureDeferred(run(reactor, "--port", str(responder.port), "events", "--count", "1"))
+    await _cli_session(reactor, responder)
+    responder.camera.broadcast(EventCode.StoreFull, (0x00010001,))
+    out, err, code = await cli
+    assert (out, err, code) == ("StoreFull 65537\n", "", 0)
