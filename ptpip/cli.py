@@ -23,8 +23,10 @@ from twisted.internet import error as ierror
 
 from .constants import (
     DEFAULT_PORT,
+    NO_TRANSACTION,
     DataType,
     DevicePropCode,
+    EventCode,
     FailReason,
     ObjectFormat,
     code_name,
@@ -307,16 +309,69 @@ async def cmd_props(reactor: Any, client: Any, args: argparse.Namespace) -> None
         _out(args, _desc_json(desc), _desc_text(desc))
 
 
+_OBJECT_EVENTS = frozenset({EventCode.ObjectAdded, EventCode.ObjectRemoved, EventCode.ObjectInfoChanged,
+                            EventCode.RequestObjectTransfer})
+_STORE_EVENTS = frozenset({EventCode.StoreAdded, EventCode.StoreRemoved, EventCode.StoreFull,
+                           EventCode.StorageInfoChanged})
+_TRANSACTION_EVENTS = frozenset({EventCode.CaptureComplete, EventCode.CancelTransaction})
+
+
+def _enum_name(enum_type: Any, code: int) -> str | None:
+    try:
+        return str(enum_type(code).name)
+    except ValueError:
+        return None
+
+
+def _event_fields(e: Any) -> tuple[str, dict[str, Any], list[int]]:
+    """An event as (name, what its first parameter means, the parameters left over)."""
+    name = _enum_name(EventCode, e.code) or f"0x{e.code:04X}"
+    params = list(e.params)
+    fields: dict[str, Any] = {}
+    if params and e.code == EventCode.DevicePropChanged:
+        code = params.pop(0)
+        fields["property"] = {"code": f"0x{code:04X}", "name": _enum_name(DevicePropCode, code)}
+    elif params and e.code in _OBJECT_EVENTS:
+        fields["handle"] = params.pop(0)
+    elif params and e.code in _STORE_EVENTS:
+        fields["storage_id"] = f"0x{params.pop(0):08X}"
+    if e.code in _TRANSACTION_EVENTS and e.transaction_id != NO_TRANSACTION:
+        fields["transaction"] = e.transaction_id
+    return name, fields, params
+
+
+def _event_text(e: Any) -> str:
+    """``DevicePropChanged FNumber (0x5007)``, ``ObjectAdded handle 7``, ``0xC101 0x00000001``."""
+    name, fields, rest = _event_fields(e)
+    words = [name]
+    prop = fields.get("property")
+    if prop:
+        words.append(f"{prop['name']} ({prop['code']})" if prop["name"] else prop["code"])
+    if "handle" in fields:
+        words.append(f"handle {fields['handle']}")
+    if "storage_id" in fields:
+        words.append(f"storage {fields['storage_id']}")
+    if "transaction" in fields:
+        words.append(f"transaction {fields['transaction']}")
+    words += [f"0x{p:08X}" for p in rest]
+    return " ".join(words)
+
+
+def _event_json(e: Any) -> dict[str, Any]:
+    name, fields, _ = _event_fields(e)
+    return {"event": name, "code": f"0x{e.code:04X}", "transaction_id": e.transaction_id,
+            "params": list(e.params), **{k: v for k, v in fields.items() if k != "transaction"}}
+
+
 async def cmd_events(reactor: Any, client: Any, args: argparse.Namespace) -> None:
     done: defer.Deferred[None] = defer.Deferred()
     count = [0]
 
     def show(e: Any) -> None:
         if args.json:
-            print(json.dumps({"event": code_name(e.code), "code": f"0x{e.code:04X}",
-                              "transaction_id": e.transaction_id, "params": list(e.params)}), flush=True)
+            print(json.dumps(_event_json(e)), flush=True)
         else:
-            print(f"{code_name(e.code)} {' '.join(str(p) for p in e.params)}".rstrip(), flush=True)
+            print(_event_text(e), flush=True)
         count[0] += 1
         if args.count and count[0] >= args.count and not done.called:
             done.callback(None)

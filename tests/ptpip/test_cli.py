@@ -156,7 +156,7 @@ async def test_events_ended_by_the_camera_say_so_and_exit_1(reactor, tmp_path):
         await stop_responder(r)
     assert reactor.seconds() - start < 15
     assert code == 1, err
-    assert out == "DevicePropChanged 20487\n"
+    assert out == "DevicePropChanged FNumber (0x5007)\n"
     assert err == "ptpip: the camera closed the connection after 1 event\n"
 
 
@@ -168,4 +168,43 @@ async def test_events_ended_by_duration_or_count_exit_0(reactor, responder):
     await _cli_session(reactor, responder)
     responder.camera.broadcast(EventCode.StoreFull, (0x00010001,))
     out, err, code = await cli
-    assert (out, err, code) == ("StoreFull 65537\n", "", 0)
+    assert (out, err, code) == ("StoreFull storage 0x00010001\n", "", 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_are_named_with_codes_in_hex(reactor, responder):
+    """Property codes by name and in hex, object events with the handle, unknown (vendor)
+    event codes and their parameters in hex; --json carries the numbers and the names."""
+    port = str(responder.port)
+    lines = {}
+    for mode in ("text", "json"):
+        json_flag = ["--json"] if mode == "json" else []
+        cli = defer.ensureDeferred(run(reactor, "--port", port, *json_flag, "events", "--count", "5"))
+        await _cli_session(reactor, responder)
+        camera = responder.camera
+        camera.properties.set(0x5007, 800 if mode == "text" else 560)
+        camera.broadcast(EventCode.DevicePropChanged, (0xD123,))
+        camera.broadcast(EventCode.ObjectAdded, (7,))
+        camera.broadcast(0xC101, (1, 0xABCDEF))
+        camera.broadcast(EventCode.CaptureComplete, (), 12)
+        out, err, code = await cli
+        assert code == 0, err
+        lines[mode] = out.splitlines()
+        while any(s.session_id for s in camera.sessions):       # the CLI has hung up
+            await task.deferLater(reactor, 0.05, lambda: None)
+    assert lines["text"] == [
+        "DevicePropChanged FNumber (0x5007)",
+        "DevicePropChanged 0xD123",
+        "ObjectAdded handle 7",
+        "0xC101 0x00000001 0x00ABCDEF",
+        "CaptureComplete transaction 12",
+    ]
+    rows = [json.loads(line) for line in lines["json"]]
+    assert rows[0] == {"event": "DevicePropChanged", "code": "0x4006", "transaction_id": 0xFFFFFFFF,
+                       "params": [0x5007], "property": {"code": "0x5007", "name": "FNumber"}}
+    assert rows[1]["property"] == {"code": "0xD123", "name": None}
+    assert rows[2] == {"event": "ObjectAdded", "code": "0x4002", "transaction_id": 0xFFFFFFFF,
+                       "params": [7], "handle": 7}
+    assert rows[3] == {"event": "0xC101", "code": "0xC101", "transaction_id": 0xFFFFFFFF,
+                       "params": [1, 0xABCDEF]}
+    assert rows[4] == {"event": "CaptureComplete", "code": "0x400D", "transaction_id": 12, "params": []}
