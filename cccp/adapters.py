@@ -444,10 +444,16 @@ class PTPBridge(service.Service):
     serves it through :attr:`cccp_camera` and :attr:`cccp_store`.
 
     :param writable: whether :attr:`cccp_store` takes STOR (uploads to the camera).
+    :param probe_interval: during a transaction that has heard nothing from the camera
+        for this many seconds, probe it (PTP-IP Probe Request); a camera that does not
+        answer within *probe_timeout* seconds is taken as gone, so commands answer 421
+        and the bridge reconnects instead of hanging on a camera that vanished without
+        closing.
     """
 
     def __init__(self, reactor: Any, host: str, port: int = 15740, *, retry: float = 2.0,
-                 max_retry: float = 30.0, friendly_name: str = "cccp bridge", writable: bool = True) -> None:
+                 max_retry: float = 30.0, friendly_name: str = "cccp bridge", writable: bool = True,
+                 probe_interval: float | None = 10.0, probe_timeout: float = 10.0) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
@@ -455,6 +461,8 @@ class PTPBridge(service.Service):
         self.retry = retry
         self.max_retry = max_retry
         self.friendly_name = friendly_name
+        self.probe_interval = probe_interval
+        self.probe_timeout = probe_timeout
         self.client: PTPClient | None = None
         self.camera: PTPCamera | None = None
         self.store: PTPMediaStore | None = None
@@ -475,7 +483,9 @@ class PTPBridge(service.Service):
         self._call = None
         try:
             client = yield PTPClient.connect(self.reactor, self.host, self.port, timeout=10,
-                                             friendly_name=self.friendly_name)
+                                             friendly_name=self.friendly_name,
+                                             probe_interval=self.probe_interval,
+                                             probe_timeout=self.probe_timeout)
             store = PTPMediaStore(client)
             yield store.ready
         except (PTPIPError, OSError, Exception) as e:

@@ -222,6 +222,32 @@ async def test_the_bridge_reconnects_after_a_drop(reactor, rig):
     assert "IRIS" in (await rig.cccp.cameraStatus()).controls
 
 
+async def test_a_camera_that_goes_mute_is_noticed(reactor, rig):
+    """A camera that stops answering without closing (powered off, out of Wi-Fi range) is
+    probed during the hanging command and given up: the command answers 421 instead of
+    hanging, and the bridge reconnects once the camera is back."""
+    rig.bridge.probe_interval, rig.bridge.probe_timeout = 0.3, 0.5
+    await rig.bridge.stopService()                      # reconnect with the short probe times
+    rig.bridge.connected = defer.Deferred()
+    rig.bridge.startService()
+    await rig.bridge.connected
+    old = rig.bridge.client
+    mute = list(rig.responder.factory.connections)
+    for proto in mute:
+        proto.transport.pauseProducing()                 # the camera hears nothing any more
+    start = reactor.seconds()
+    code, lines = await answer(rig.cccp, "ZOOM +")
+    assert code == 421 and "not connected" in lines[0], lines
+    assert reactor.seconds() - start < 5
+    for proto in mute:
+        proto.transport.resumeProducing()
+    for _ in range(100):
+        await sleep(reactor, 0.1)
+        if rig.bridge.client is not None and rig.bridge.client is not old:
+            break
+    assert (await rig.cccp.zoom("+")).code == 200
+
+
 # -- the twistd plugin's options with a bridged camera ---------------------------------------
 
 async def start_plugin(reactor: Any, *args: str) -> tuple[Any, int, PTPBridge]:
