@@ -335,6 +335,20 @@ def test_capture_adds_an_object_then_completes(tmp_path):
     assert os.path.exists(os.path.join(rig.root, "IMG_0001.JPG"))
 
 
+def test_captured_pictures_keep_their_own_format(tmp_path):
+    """A capture folder that hands out a PNG gives an object of format PNG, not JPEG."""
+    src = tmp_path / "src"
+    src.mkdir()
+    png = next(p for p in sample_pictures() if p.endswith(".PNG"))
+    (src / "SHOT.PNG").write_bytes(open(png, "rb").read())
+    os.makedirs(tmp_path / "cam")
+    rig = Rig(str(tmp_path / "cam"), capture_folder=str(src)).open()
+    rig.ok(Op.InitiateCapture, 0, 0)
+    added = [e for e in rig.events() if e.code == EventCode.ObjectAdded]
+    info = ObjectInfo.decode(rig.ok(Op.GetObjectInfo, added[0].params[0])[1])
+    assert (info.filename, info.object_format) == ("SHOT.PNG", ObjectFormat.PNG)
+
+
 def test_capture_that_cannot_work_answers_store_not_available(tmp_path):
     """A capture folder that is empty, or removed while the camera runs, answers
     InitiateCapture with StoreNotAvailable: not OK followed by a CaptureComplete alone.
