@@ -336,10 +336,35 @@ async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
     await c.quit()
 
 
+def _check_ts(path: str) -> None:
+    """Refuse a file that is not whole MPEG2-TS packets (sync byte every 188 bytes)."""
+    from .media import TS_PACKET, TS_SYNC
+    size = os.path.getsize(path)
+    hint = "; send it as it is with --type I over TCP"
+    if size == 0 or size % TS_PACKET:
+        raise CLIError(f"{path} is not an MPEG2-TS stream ({size} bytes is not a whole number of "
+                       f"{TS_PACKET}-byte packets){hint}")
+    with open(path, "rb") as f:
+        at = 0
+        while True:
+            block = f.read(TS_PACKET * 4096)
+            if not block:
+                return
+            syncs = block[::TS_PACKET]          # reads are whole packets, so these line up
+            if syncs.count(TS_SYNC) != len(syncs):
+                i = next(k for k, b in enumerate(syncs) if b != TS_SYNC) * TS_PACKET
+                raise CLIError(f"{path} is not an MPEG2-TS stream (no sync byte at offset {at + i}){hint}")
+            at += len(block)
+
+
 async def cmd_put(reactor: Any, args: argparse.Namespace) -> None:
     from .devices import FileMediaSource
     if not os.path.isfile(args.file):
         raise CLIError(f"no such file: {args.file}")
+    if args.udp or args.type.strip().upper() != "I":
+        # Sent as TS packets (paced, or packed into RTP): the file must be MPEG2-TS through
+        # and through, or packets would be dropped on the way without a word.
+        _check_ts(args.file)
     c = await _connect(reactor, args.url)
     path = _path(args.url)
     if path.endswith("/"):

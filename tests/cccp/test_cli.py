@@ -70,6 +70,27 @@ async def test_get_and_put_show_progress_and_rate(reactor, server, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_put_in_a_media_type_refuses_a_file_that_is_not_ts(reactor, server, tmp_path):
+    """Sent as TS packets (paced TCP, RTP or UDP) a file must be TS through and through; the
+    command says so before connecting, and nothing reaches the server."""
+    url = f"cccp://alice:wonderland@127.0.0.1:{server.port}/clips/"
+    odd = tmp_path / "odd.ts"
+    odd.write_bytes(b"\x47" * 188 * 3 + b"\x47" * 10)
+    bad = tmp_path / "bad.ts"
+    bad.write_bytes(b"\x47" * 188 * 2 + b"x" * 188)
+    for f, why in ((odd, "574 bytes is not a whole number of 188-byte packets"),
+                   (bad, "no sync byte at offset 376")):
+        for extra in (["--type", "I M"], ["--udp"], ["--type", "I R 33"]):
+            out, err, code = await run(reactor, "put", str(f), url, *extra)
+            assert code == 1 and err.strip() == (
+                f"cccp: {f} is not an MPEG2-TS stream ({why}); send it as it is with --type I over TCP"), err
+            assert not os.path.exists(os.path.join(server.root, "clips", f.name))
+    out, err, code = await run(reactor, "put", str(bad), url)       # TYPE I: any bytes, as FTP
+    assert code == 0, err
+    assert open(os.path.join(server.root, "clips", "bad.ts"), "rb").read() == bad.read_bytes()
+
+
+@pytest_twisted.ensureDeferred
 async def test_errors_are_one_line(reactor, server, tmp_path):
     out, err, code = await run(reactor, "get", f"cccp://127.0.0.1:{server.port}/nope.ts", "-o", str(tmp_path / "x"))
     assert code == 1 and err.strip() == "cccp: the server answered 550 /nope.ts: no such file"

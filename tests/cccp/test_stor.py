@@ -245,6 +245,6 @@ async def test_cccp_put_of_a_short_file_as_ts_says_why_and_keeps_the_file(reacto
     out, err, code = await run(reactor, "put", str(small), f"cccp://alice:wonderland@127.0.0.1:{server.port}/sample.ts",
                                "--type", "I M")
     assert code == 1
-    assert err.strip() == ("cccp: the server answered 451 Requested action aborted: not an MPEG2-TS stream: "
-                           "8 bytes are less than one 188-byte TS packet")
+    assert err.strip() == (f"cccp: {small} is not an MPEG2-TS stream (8 bytes is not a whole number of "
+                           "188-byte packets); send it as it is with --type I over TCP")
     assert open(path, "rb").read() == before and leftovers(server.root) == []
