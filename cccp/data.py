@@ -193,8 +193,11 @@ class SendfileSender:
     :meth:`attempt` returns None where the transport is not a plain TCP socket.
     """
 
-    #: Bytes per sendfile call.
-    CHUNK = 1 << 20
+    #: Bytes per sendfile call. Small enough that what the kernel copies into the socket is
+    #: still in the cache when the receiver on the other core reads it: with 1 MiB calls a
+    #: loopback RETR ran at ~3.0 GB/s here, with 128 KiB at ~3.9 GB/s (64 KiB costs more
+    #: in calls than it gains).
+    CHUNK = 128 << 10
 
     def __init__(self, transport: Any, fd: int, offset: int, length: int) -> None:
         self.transport = transport
