@@ -64,33 +64,24 @@ class Progress:
         return f"{self.done} bytes in {secs:.1f} s, {self.done / secs / 1e6:.1f} MB/s"
 
 
-class _FileSink:
-    def __init__(self, f: Any, progress: Progress) -> None:
-        self.f, self.progress = f, progress
-
-    def registerProducer(self, p: Any, s: bool) -> None: ...
-    def unregisterProducer(self) -> None: ...
-
-    def write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.progress.add(len(data))
-
-
 class _CountingConsumer:
-    """Passes a source's writes on to the real consumer (a TCP transport or a paced
-    media sender, both with backpressure) and counts them for the progress line."""
+    """Passes writes on to *target* and counts them for the progress line: a file (a
+    download) or the real consumer of an upload (a TCP transport or a paced media
+    sender), to which producer registration goes on for backpressure."""
 
-    def __init__(self, consumer: Any, progress: Progress) -> None:
-        self._consumer, self._progress = consumer, progress
+    def __init__(self, target: Any, progress: Progress) -> None:
+        self._target, self._progress = target, progress
 
     def registerProducer(self, p: Any, s: bool) -> None:
-        self._consumer.registerProducer(p, s)
+        if hasattr(self._target, "registerProducer"):
+            self._target.registerProducer(p, s)
 
     def unregisterProducer(self) -> None:
-        self._consumer.unregisterProducer()
+        if hasattr(self._target, "unregisterProducer"):
+            self._target.unregisterProducer()
 
     def write(self, data: bytes) -> None:
-        self._consumer.write(data)
+        self._target.write(data)
         self._progress.add(len(data))
 
 
@@ -305,7 +296,7 @@ async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
             def sized(n: int) -> None:
                 progress.total = n
             stopper.check()
-            r = await c.retrieve(path, _FileSink(f, progress), on_size=sized,
+            r = await c.retrieve(path, _CountingConsumer(f, progress), on_size=sized,
                                  on_start=lambda reply: stopper.started(reply, args.duration))
     except (CommandFailed, ConnectionLost) as e:
         if not stopper.stopped(e):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
@@ -458,7 +458,7 @@ class CCCPClient(protocol.Protocol):
             if ep.peer is not None:
                 ep.send(b"")                # tell the server's PASV port where to send
             reply = yield final
-            yield _sleep(self.reactor, self.udp_grace)
+            yield task.deferLater(self.reactor, self.udp_grace)
             return reply
         finally:
             if ep is not None:
@@ -475,7 +475,7 @@ class CCCPClient(protocol.Protocol):
             member.on_datagram = receiver.datagram
             yield self._cmd("PORT", format_host_port(group, port))
             reply = yield self.sendCommand(f"RETR {path}", transfer=True, on_preliminary=on_start)
-            yield _sleep(self.reactor, self.udp_grace)
+            yield task.deferLater(self.reactor, self.udp_grace)
             return reply
         finally:
             if member is not None:
@@ -510,7 +510,7 @@ class CCCPClient(protocol.Protocol):
             started.addBoth(sender.sourceDone)
             sender._schedule()
             yield sender.done
-            yield _sleep(self.reactor, self.udp_grace)
+            yield task.deferLater(self.reactor, self.udp_grace)
             abort = self._cmd("ABOR")              # a UDP recording ends with ABOR
             reply = yield final
             yield abort
@@ -618,12 +618,6 @@ class CCCPClient(protocol.Protocol):
         """CSTA, parsed: a :class:`~cccp.commands.CameraStatus` with ``(min, current, max)`` of every control."""
         r = yield self._cmd("CSTA")
         return parse_csta(r.lines)
-
-
-def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
-    d: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
 
 
 class _ClientFactory(protocol.ClientFactory):
