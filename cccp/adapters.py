@@ -32,10 +32,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ptpip.client import PTPClient
-from ptpip.constants import DevicePropCode, EventCode, ObjectFormat
-from ptpip.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc, ObjectInfo
-from ptpip.errors import ConnectionClosed, PTPIPError, PTPResponseError
 from ptpip.initiator import InitiatorSession
+from ptpip.wire.constants import DevicePropCode, EventCode, ObjectFormat
+from ptpip.wire.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc, ObjectInfo
+from ptpip.wire.errors import ConnectionClosed, PTPIPError, PTPResponseError
 
 from .commands import CAMERA_CONTROLS, Number
 from .devices import Entry

@@ -24,19 +24,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .constants import (
-    NO_TRANSACTION,
-    EventCode,
-    ObjectFormat,
-    code_name,
-)
-from .constants import (
-    OperationCode as Op,
-)
-from .constants import (
-    ResponseCode as R,
-)
-from .datasets import DeviceInfo, ObjectInfo, pack_u32_array, pack_value, unpack_value
 from .filestore import ALL, FilesystemStore
 from .interfaces import (
     ICaptureSource,
@@ -48,10 +35,23 @@ from .interfaces import (
     IResponderDevice,
     IResponderSession,
 )
-from .packets import OperationRequest
 from .properties import DeviceProperties
 from .responder import OperationError, Response
 from .streams import FileSource
+from .wire.constants import (
+    NO_TRANSACTION,
+    EventCode,
+    ObjectFormat,
+    code_name,
+)
+from .wire.constants import (
+    OperationCode as Op,
+)
+from .wire.constants import (
+    ResponseCode as R,
+)
+from .wire.datasets import DeviceInfo, ObjectInfo, pack_u32_array, pack_value, unpack_value
+from .wire.packets import OperationRequest
 
 #: Largest SetDevicePropValue / SendObjectInfo dataset accepted.
 MAX_DATASET = 1 << 16

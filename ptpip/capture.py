@@ -10,9 +10,9 @@ from typing import Any
 from twisted.internet import threads
 from zope.interface import implementer
 
-from .constants import ObjectFormat, ResponseCode
 from .interfaces import ICaptureSource
 from .responder import OperationError
+from .wire.constants import ObjectFormat, ResponseCode
 
 
 def draw_test_card(width: int = 1600, height: int = 1200, stamp: str | None = None,

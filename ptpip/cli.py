@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.internet import error as ierror
 
-from .constants import (
+from .wire.constants import (
     DEFAULT_PORT,
     NO_TRANSACTION,
     DataType,
@@ -31,8 +31,8 @@ from .constants import (
     ObjectFormat,
     code_name,
 )
-from .datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc
-from .errors import InitFailed, PTPIPError, PTPResponseError
+from .wire.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc
+from .wire.errors import InitFailed, PTPIPError, PTPResponseError
 
 
 class CLIError(Exception):

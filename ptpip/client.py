@@ -20,15 +20,17 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IConsumer
 from zope.interface import implementer
 
-from .constants import (
+from .initiator import InitiatorSession, OperationResult, connect
+from .streams import FileSource
+from .wire.constants import (
     DEFAULT_PORT,
     EventCode,
     ObjectFormat,
 )
-from .constants import (
+from .wire.constants import (
     OperationCode as Op,
 )
-from .datasets import (
+from .wire.datasets import (
     DeviceInfo,
     DevicePropDesc,
     ObjectInfo,
@@ -37,10 +39,8 @@ from .datasets import (
     unpack_u32_array,
     unpack_value,
 )
-from .errors import PTPIPError
-from .initiator import InitiatorSession, OperationResult, connect
-from .packets import Event
-from .streams import FileSource
+from .wire.errors import PTPIPError
+from .wire.packets import Event
 
 ALL = 0xFFFFFFFF
 ROOT = 0xFFFFFFFF

@@ -21,7 +21,9 @@ from typing import IO, Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .constants import (
+from .interfaces import IObjectStore, IUpload
+from .responder import OperationError
+from .wire.constants import (
     AccessCapability,
     AssociationType,
     EventCode,
@@ -31,9 +33,7 @@ from .constants import (
     ResponseCode,
     StorageType,
 )
-from .datasets import ObjectInfo, StorageInfo
-from .interfaces import IObjectStore, IUpload
-from .responder import OperationError
+from .wire.datasets import ObjectInfo, StorageInfo
 
 ALL = 0xFFFFFFFF
 ROOT = 0xFFFFFFFF

@@ -26,7 +26,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .constants import (
+from .interfaces import IDataSource
+from .streams import BytesConsumer, BytesSource
+from .wire.constants import (
     DEFAULT_PORT,
     PROTOCOL_VERSION,
     UNKNOWN_LENGTH,
@@ -35,7 +37,7 @@ from .constants import (
     ResponseCode,
     version_major,
 )
-from .errors import (
+from .wire.errors import (
     ConnectionClosed,
     InitFailed,
     LocalProtocolError,
@@ -46,9 +48,8 @@ from .errors import (
     UnexpectedPacket,
     VersionMismatch,
 )
-from .framing import DEFAULT_MAX_PACKET_SIZE, NEED_DATA, PacketParser
-from .interfaces import IDataSource
-from .packets import (
+from .wire.framing import DEFAULT_MAX_PACKET_SIZE, NEED_DATA, PacketParser
+from .wire.packets import (
     Cancel,
     Data,
     EndData,
@@ -65,7 +66,6 @@ from .packets import (
     ProbeResponse,
     StartData,
 )
-from .streams import BytesConsumer, BytesSource
 
 __all__ = ["DEFAULT_GUID", "InitiatorSession", "OperationResult", "connect", "connectEndpoints"]
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .constants import ANONYMOUS_GUID
 from .interfaces import IInitiatorInfo, IInitiatorPolicy
+from .wire.constants import ANONYMOUS_GUID
 
 
 def parse_guid(text: str) -> bytes:

@@ -10,11 +10,11 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .constants import DataType, ResponseCode
-from .constants import DevicePropCode as P
-from .datasets import FORM_ENUM, FORM_NONE, FORM_RANGE, DevicePropDesc
 from .interfaces import IDeviceProperties
 from .responder import OperationError
+from .wire.constants import DataType, ResponseCode
+from .wire.constants import DevicePropCode as P
+from .wire.datasets import FORM_ENUM, FORM_NONE, FORM_RANGE, DevicePropDesc
 
 ALL_PROPERTIES = 0xFFFFFFFF
 

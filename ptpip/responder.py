@@ -32,7 +32,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .constants import (
+from .interfaces import (
+    IDataSource,
+    IEventSink,
+    IIncomingData,
+    IInitiatorInfo,
+    IInitiatorPolicy,
+    IResponderDevice,
+    IResponderSession,
+)
+from .streams import BytesConsumer, BytesSource
+from .wire.constants import (
     DEFAULT_PORT,
     NO_TRANSACTION,
     PROTOCOL_VERSION,
@@ -43,25 +53,17 @@ from .constants import (
     code_name,
     version_major,
 )
-from .errors import (
+from .wire.errors import (
     ConnectionClosed,
     FramingError,
+    OperationError,
     ProtocolError,
     RemoteProtocolError,
     TransactionCancelled,
     UnexpectedPacket,
 )
-from .framing import DEFAULT_MAX_PACKET_SIZE, NEED_DATA, PacketParser
-from .interfaces import (
-    IDataSource,
-    IEventSink,
-    IIncomingData,
-    IInitiatorInfo,
-    IInitiatorPolicy,
-    IResponderDevice,
-    IResponderSession,
-)
-from .packets import (
+from .wire.framing import DEFAULT_MAX_PACKET_SIZE, NEED_DATA, PacketParser
+from .wire.packets import (
     Cancel,
     Data,
     EndData,
@@ -78,7 +80,6 @@ from .packets import (
     ProbeResponse,
     StartData,
 )
-from .streams import BytesConsumer, BytesSource
 
 __all__ = [
     "DEFAULT_PORT",
@@ -102,16 +103,6 @@ class Response:
     params: tuple[int, ...] = ()
     #: Data-in: bytes or an IDataSource, or None for no data phase.
     data: Any = None
-
-
-class OperationError(RemoteProtocolError):
-    """Raised by a device to answer a PTP response code other than OK."""
-
-    fail_reason = None
-
-    def __init__(self, code: int, message: str = "", params: tuple[int, ...] = ()) -> None:
-        super().__init__(message or code_name(code), response_code=code)  # type: ignore[arg-type]
-        self.params = params
 
 
 @implementer(IInitiatorInfo)

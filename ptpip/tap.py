@@ -10,7 +10,7 @@ from typing import Any
 from twisted.application import service, strports
 from twisted.python import usage
 
-from .constants import DEFAULT_PORT
+from .wire.constants import DEFAULT_PORT
 
 
 def _guid(value: str) -> bytes:
@@ -94,7 +94,7 @@ class Options(usage.Options):
     def opt_preset(self, spec: str) -> None:
         """Start with a property value, as NAME=VALUE (repeatable), e.g. FNumber=800 or
         ImageSize=640x480; names as in ptpip.constants.DevicePropCode or codes like 0x5007."""
-        from .constants import DevicePropCode
+        from .wire.constants import DevicePropCode
         name, sep, value = spec.partition("=")
         if not sep:
             raise usage.UsageError(f"--preset takes NAME=VALUE, not {spec!r}")
@@ -119,8 +119,8 @@ class Options(usage.Options):
         if not self["listen"]:
             self["listen"] = [f"tcp:{DEFAULT_PORT}"]
         self["guid"] = _guid(self["guid"]) if self["guid"] else uuid.uuid4().bytes
-        from .errors import LocalProtocolError
-        from .packets import encode_friendly_name
+        from .wire.errors import LocalProtocolError
+        from .wire.packets import encode_friendly_name
         try:
             encode_friendly_name(self["name"])
         except LocalProtocolError as e:
@@ -219,8 +219,8 @@ def _accepts_anonymous(options: Options) -> bool:
 
 def _apply_presets(camera: Any, presets: dict[int, str]) -> None:
     """Set start-up property values, validated like SetDevicePropValue."""
-    from .constants import DataType
-    from .errors import PTPIPError
+    from .wire.constants import DataType
+    from .wire.errors import PTPIPError
     for code, text in presets.items():
         try:
             desc = camera.properties.describe(code)
