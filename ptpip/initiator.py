@@ -31,9 +31,6 @@ from .streams import BytesConsumer, BytesSource
 from .wire.constants import (
     DEFAULT_PORT,
     PROTOCOL_VERSION,
-    UNKNOWN_LENGTH,
-    DataPhase,
-    OperationCode,
     ResponseCode,
     version_major,
 )
@@ -51,21 +48,17 @@ from .wire.errors import (
 from .wire.framing import DEFAULT_MAX_PACKET_SIZE, NEED_DATA, PacketParser
 from .wire.packets import (
     Cancel,
-    Data,
-    EndData,
     Event,
     InitCommandAck,
     InitCommandRequest,
     InitEventAck,
     InitEventRequest,
     InitFail,
-    OperationRequest,
-    OperationResponse,
     Packet,
     ProbeRequest,
     ProbeResponse,
-    StartData,
 )
+from .wire.transaction import DataPiece, DataStarted, Role, TransactionEnded, Transactions
 
 __all__ = ["DEFAULT_GUID", "InitiatorSession", "OperationResult", "connect", "connectEndpoints"]
 
@@ -194,9 +187,10 @@ class _Channel(protocol.Protocol):
 class _DataOutWriter:
     """Frames what a data source writes as Data packets on the command channel."""
 
-    def __init__(self, channel: _Channel, tid: int, length: int | None, packet_size: int) -> None:
+    def __init__(self, channel: _Channel, transactions: Transactions, length: int | None,
+                 packet_size: int) -> None:
         self.channel = channel
-        self.tid = tid
+        self.tx = transactions
         self.length = length
         self.sent = 0
         self.packet_size = packet_size
@@ -212,12 +206,15 @@ class _DataOutWriter:
         if self.stopped or self.channel.closed:
             return
         data = bytes(data) if not isinstance(data, bytes) else data
+        if self.length is not None and self.sent + len(data) > self.length:
+            self.stopped = True           # more than announced: _dataSent cancels
+            self.sent += len(data)
+            return
         step = self.packet_size
         # Slicing copies, so only an oversized write is cut into packets.
         pieces = [data] if len(data) <= step else [data[i:i + step] for i in range(0, len(data), step)]
-        header = Data(self.tid).header
         for piece in pieces:
-            self.channel.transport.writeSequence([header(len(piece)), piece])
+            self.channel.transport.writeSequence([self.tx.data_header(len(piece)), piece])
         self.sent += len(data)
 
 
@@ -239,10 +236,7 @@ class _Transaction:
         self.into: IConsumer = into if into is not None else BytesConsumer()
         self.deferred = deferred
         self.tid = 0
-        self.expected: int | None = None
-        self.received = 0
-        self.data_in_started = False
-        self.data_in_done = False
+        self.data_in = False              # a data-in phase began
         self.writer: _DataOutWriter | None = None
         self.cancelled = False
 
@@ -281,8 +275,8 @@ class InitiatorSession:
         self.guid = guid
         self.friendly_name = friendly_name
         self.data_packet_size = data_packet_size
-        self.session_open = False
-        self._next_tid = 1
+        #: The transaction machine: phases, transaction ids, what is legal when.
+        self.transactions = Transactions(Role.INITIATOR)
         self._queue: deque[_Transaction] = deque()
         self._current: _Transaction | None = None
         self._subscribers: list[Callable[[Event], Any]] = []
@@ -330,6 +324,11 @@ class InitiatorSession:
     def _heard(self) -> None:
         self._last_rx = self.reactor.seconds()
 
+    @property
+    def session_open(self) -> bool:
+        """Whether a PTP session is open (OpenSession answered OK)."""
+        return self.transactions.session_open
+
     # -- public API -----------------------------------------------------------
     def request(self, code: int, *params: int, data: Any = None,
                 into: IConsumer | None = None) -> defer.Deferred[OperationResult]:
@@ -356,13 +355,16 @@ class InitiatorSession:
         t = self._current
         if t is None or t.cancelled:
             return
+        packet = self.transactions.cancel()
+        if packet is None:
+            return
         t.cancelled = True
         if t.writer is not None:
             t.writer.stopped = True
         if t.source is not None:
             t.source.stopProducing()
-        self._command.sendPacket(Cancel(t.tid))
-        self._event.sendPacket(Cancel(t.tid))
+        self._command.sendPacket(packet)
+        self._event.sendPacket(packet)
 
     def cancelAsync(self, transaction_id: int) -> None:
         """Cancel an asynchronous operation such as InitiateCapture (spec 2.7.3)."""
@@ -392,20 +394,13 @@ class InitiatorSession:
                 self._queue.remove(t)
                 d.errback(TransactionCancelled("cancelled before it was sent"))
 
-    def _tidFor(self, code: int) -> int:
-        if not self.session_open and code in (OperationCode.GetDeviceInfo, OperationCode.OpenSession):
-            return 0
-        tid = self._next_tid
-        self._next_tid = tid + 1 if tid < 0xFFFFFFFE else 1
-        return tid
-
     def _next(self) -> None:
         if self._current is not None or not self._queue or self.closed:
             return
         t = self._current = self._queue.popleft()
-        t.tid = self._tidFor(t.code)
-        phase = DataPhase.DATA_OUT if t.source is not None else DataPhase.NO_DATA_OR_DATA_IN
-        self._command.sendPacket(OperationRequest(phase, t.code, t.tid, t.params))
+        request = self.transactions.request(t.code, t.params, data_out=t.source is not None)
+        t.tid = request.transaction_id
+        self._command.sendPacket(request)
         self._heard()
         self._armProbe()
         if t.into is not None and not t.collect:
@@ -416,11 +411,11 @@ class InitiatorSession:
     def _sendData(self, t: _Transaction) -> None:
         assert t.source is not None
         length = t.source.length
-        self._command.sendPacket(StartData(t.tid, UNKNOWN_LENGTH if length is None else length))
+        self._command.sendPacket(self.transactions.start_data(length))
         if length == 0:
-            self._command.sendPacket(EndData(t.tid))
+            self._command.transport.write(self.transactions.data_header(0, last=True))
             return
-        writer = t.writer = _DataOutWriter(self._command, t.tid, length, self.data_packet_size)
+        writer = t.writer = _DataOutWriter(self._command, self.transactions, length, self.data_packet_size)
         writer.registerProducer(t.source, True)
         d = defer.maybeDeferred(t.source.startProducing, writer)
         d.addBoth(self._dataSent, t, writer)
@@ -440,7 +435,7 @@ class InitiatorSession:
                            sent=writer.sent, length=t.source.length)
             self.cancel()
             return
-        self._command.sendPacket(EndData(t.tid))
+        self._command.transport.write(self.transactions.data_header(0, last=True))
 
     def packetReceived(self, channel: _Channel, packet: Packet) -> None:
         if self.closed:
@@ -472,61 +467,35 @@ class InitiatorSession:
         if isinstance(packet, ProbeResponse):
             return
         t = self._current
-        if isinstance(packet, (StartData, Data, EndData, OperationResponse)):
-            if t is None or packet.transaction_id != t.tid:
-                if t is None and isinstance(packet, (Data, EndData)):
-                    return      # the tail of a data-in phase we already gave up on
-                raise UnexpectedPacket(
-                    f"{type(packet).__name__} for transaction {packet.transaction_id}, "
-                    f"expected {t.tid if t else 'none'}")
-        else:
-            raise UnexpectedPacket(f"{type(packet).__name__} on the command channel")
-        if isinstance(packet, StartData):
-            if t.data_in_started:
-                raise UnexpectedPacket("a second Start Data in one transaction")
-            t.data_in_started = True
-            t.expected = None if packet.total_length == UNKNOWN_LENGTH else packet.total_length
-            if t.expected == 0:
-                t.data_in_done = True     # Start Data(0) alone, as libgphoto2 sends it
-        elif isinstance(packet, (Data, EndData)):
-            if not t.data_in_started:
-                raise UnexpectedPacket(f"{type(packet).__name__} without Start Data")
-            if packet.payload:
-                t.received += len(packet.payload)
-                if not t.cancelled:
-                    t.into.write(packet.payload)
-            if isinstance(packet, EndData):
-                t.data_in_done = True
-        else:
-            self._finish(t, packet)
+        for e in self.transactions.receive(packet):
+            if isinstance(e, DataPiece):
+                if t is not None and not t.cancelled:
+                    t.into.write(e.payload)
+            elif isinstance(e, DataStarted):
+                if t is not None:
+                    t.data_in = True
+            elif isinstance(e, TransactionEnded) and t is not None:
+                self._finish(t, e)
 
-    def _finish(self, t: _Transaction, response: OperationResponse) -> None:
+    def _finish(self, t: _Transaction, ended: TransactionEnded) -> None:
         self._current = None
         if t.writer is not None:
             t.writer.stopped = True          # responder-generated cancel (5.6.2 case 1)
-            if t.source is not None:
+            if t.source is not None and ended.data_out_cut:
                 t.source.stopProducing()
         if not t.collect:
             t.into.unregisterProducer()
-        code = response.code
-        if t.code == OperationCode.OpenSession and code in (ResponseCode.OK, ResponseCode.SessionAlreadyOpen):
-            self.session_open = True
-            self._next_tid = 1
-        elif t.code == OperationCode.CloseSession and code == ResponseCode.OK:
-            self.session_open = False
+        code = ended.response.code
         if t.deferred.called:
             pass                              # already failed by Deferred.cancel()
         elif t.cancelled or code == ResponseCode.TransactionCancelled:
             t.deferred.errback(TransactionCancelled(f"transaction {t.tid} was cancelled"))
-        elif code == ResponseCode.OK and t.data_in_started and (
-                not t.data_in_done or (t.expected is not None and t.received != t.expected)):
+        elif code == ResponseCode.OK and t.data_in and not ended.complete:
             t.deferred.errback(PTPResponseError(ResponseCode.IncompleteTransfer, None, t.code))
         else:
-            data = t.into.value() if t.collect and t.data_in_done else None  # type: ignore[attr-defined]
-            if t.collect and not t.data_in_done and t.data_in_started:
-                data = None       # responder-generated cancel during data-in: discard (5.6.2 case 2)
-            t.deferred.callback(OperationResult(code, response.params, t.tid,
-                                                data if t.collect else None, t.received))
+            # A data-in cut short by the responder is discarded (5.6.2 case 2).
+            data = t.into.value() if t.collect and t.data_in and ended.complete else None  # type: ignore[attr-defined]
+            t.deferred.callback(OperationResult(code, ended.response.params, t.tid, data, ended.transferred))
         self._next()
 
     # -- the end ----------------------------------------------------------------

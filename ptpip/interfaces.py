@@ -3,13 +3,29 @@
 The responder knows nothing of cameras: it hands each established PTP-IP
 connection to an :class:`IResponderDevice`, which returns an
 :class:`IResponderSession` that answers operations. Data-in is any
-:class:`IDataSource`; data-out arrives as an :class:`IIncomingData`.
+:class:`IDataSource`; data-out arrives as an :class:`IIncomingData`. A device
+answers with a :class:`Response` value, or raises :class:`~ptpip.wire.errors.OperationError`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import Attribute, Interface
+
+from .wire.constants import ResponseCode
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a device answers to an operation: a code, parameters and optional data-in."""
+
+    code: int = ResponseCode.OK
+    params: tuple[int, ...] = ()
+    #: Data-in: bytes or an :class:`IDataSource`, or None for no data phase.
+    data: Any = None
 
 
 class IDataSource(IPushProducer):
@@ -88,9 +104,9 @@ class IResponderSession(Interface):
 
         *incoming* is an :class:`IIncomingData` for data-out operations (called
         once Start Data has arrived) and None otherwise. Return (or return a
-        Deferred of) a :class:`~ptpip.responder.Response`; failing with a
+        Deferred of) a :class:`Response`; failing with a
         :class:`~ptpip.errors.RemoteProtocolError` that has a ``response_code``
-        (or :class:`~ptpip.responder.OperationError`) answers that code, any
+        (or :class:`~ptpip.wire.errors.OperationError`) answers that code, any
         other failure answers GeneralError. Answering before a data-out phase
         is complete is a responder-generated cancel: the rest is discarded.
         """
@@ -130,7 +146,7 @@ class IObjectStore(Interface):
     """One PTP storage: a tree of objects (files and Association folders).
 
     Handles are non-zero 32-bit integers, stable while the store exists and
-    never reused. Methods raise :class:`~ptpip.responder.OperationError` with
+    never reused. Methods raise :class:`~ptpip.wire.errors.OperationError` with
     the PTP response code for anything the initiator got wrong.
     """
 

@@ -1,53 +1,47 @@
 """The PTP-IP responder (the camera side): one port, both channels, many sessions.
 
-:class:`ResponderFactory` listens on one port (default 15740). Each TCP
-connection is a :class:`ResponderProtocol` whose first packet says what it is:
-an Init Command Request opens a command/data channel, an Init Event Request
-joins the event channel to it by connection number (spec 2.2.3.1). Once both
-are there, a :class:`ResponderSession` runs transactions between the initiator
-and an :class:`~ptpip.interfaces.IResponderSession` obtained from the device.
+:class:`ResponderFactory` listens on one port (default 15740) and admits
+initiators. Each TCP connection is a :class:`ResponderProtocol` whose first
+packet says what it is: an Init Command Request opens a command/data channel, an
+Init Event Request joins the event channel to it by connection number (spec
+2.2.3.1). Once both are there, a :class:`ResponderSession` drives the
+connection's :class:`~ptpip.wire.transaction.Transactions` machine with the
+packets that arrive and answers with an
+:class:`~ptpip.interfaces.IResponderSession` obtained from the device. The data
+phases themselves are :mod:`ptpip.dataphase` and :mod:`ptpip.sendfile`.
 """
 
 from __future__ import annotations
 
 import enum
-import os
 import secrets
 import socket
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import (
-    IAddress,
-    IConsumer,
-    IDelayedCall,
-    IProducer,
-    IPushProducer,
-    IReactorTime,
-)
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from . import sendfile
+from .dataphase import DataInWriter, IncomingData, WriteWatch
 from .interfaces import (
     IDataSource,
     IEventSink,
-    IIncomingData,
     IInitiatorInfo,
     IInitiatorPolicy,
     IResponderDevice,
     IResponderSession,
+    Response,
 )
-from .streams import BytesConsumer, BytesSource
+from .streams import BytesSource, FileSource
 from .wire.constants import (
     DEFAULT_PORT,
     NO_TRANSACTION,
     PROTOCOL_VERSION,
-    UNKNOWN_LENGTH,
-    DataPhase,
     FailReason,
     ResponseCode,
     code_name,
@@ -65,8 +59,6 @@ from .wire.errors import (
 from .wire.framing import DEFAULT_MAX_PACKET_SIZE, NEED_DATA, PacketParser
 from .wire.packets import (
     Cancel,
-    Data,
-    EndData,
     Event,
     InitCommandAck,
     InitCommandRequest,
@@ -74,11 +66,25 @@ from .wire.packets import (
     InitEventRequest,
     InitFail,
     OperationRequest,
-    OperationResponse,
     Packet,
     ProbeRequest,
     ProbeResponse,
-    StartData,
+)
+from .wire.transaction import (
+    AsyncCancel,
+    CancelRequested,
+    Channel,
+    DataEnded,
+    DataOverrun,
+    DataPiece,
+    DataStarted,
+    OperationStarted,
+    Phase,
+    Role,
+    Send,
+    TransactionEnded,
+    TransactionEvent,
+    Transactions,
 )
 
 __all__ = [
@@ -93,16 +99,6 @@ __all__ = [
 
 #: Largest Data packet we send; larger writes are split.
 DATA_PACKET_SIZE = 1 << 20
-
-
-@dataclass(frozen=True)
-class Response:
-    """What a device answers to an operation: a code, parameters and optional data-in."""
-
-    code: int = ResponseCode.OK
-    params: tuple[int, ...] = ()
-    #: Data-in: bytes or an IDataSource, or None for no data phase.
-    data: Any = None
 
 
 @implementer(IInitiatorInfo)
@@ -120,15 +116,6 @@ class _Role(enum.Enum):
     COMMAND = "command"       # Init Command Ack sent, waiting for the event channel
     EVENT = "event"
     CLOSED = "closed"
-
-
-class _Phase(enum.Enum):
-    IDLE = "idle"
-    WAIT_START_DATA = "wait-start-data"   # data-out request received, Start Data not yet
-    DATA_OUT = "data-out"                 # receiving data-out
-    PROCESSING = "processing"             # the device is working on it
-    DATA_IN = "data-in"                   # sending data-in
-    CANCELLING = "cancelling"             # cancelled on the event channel; awaiting the command one
 
 
 class ResponderProtocol(protocol.Protocol):
@@ -156,7 +143,8 @@ class ResponderProtocol(protocol.Protocol):
     def connectionMade(self) -> None:
         self._parser = PacketParser(self.factory.max_packet_size)
         _tune_socket(self.transport)
-        self.watch = _WriteWatch(self)
+        self.watch = WriteWatch(self.factory.reactor, self.factory.stall_timeout,
+                                lambda: self._stalled("stopped reading (our send buffer stayed full)"))
         self.transport.registerProducer(self.watch, True)
         self.factory.connections.add(self)
         unestablished = sum(1 for c in self.factory.connections if c.session is None)
@@ -334,364 +322,12 @@ def _tune_socket(transport: Any) -> None:
             pass
 
 
-@implementer(IPushProducer)
-class _WriteWatch:
-    """The producer a channel's transport pauses when the peer stops reading.
-
-    It passes pause/resume on to the current data-in source (:attr:`inner`), and
-    closes the connection if the peer has not read for ``stall_timeout`` seconds,
-    so write buffers stay bounded.
-    """
-
-    def __init__(self, proto: ResponderProtocol) -> None:
-        self.proto = proto
-        self.inner: Any = None
-        self.paused = False
-        self._timer: IDelayedCall | None = None
-
-    def setInner(self, producer: Any) -> None:
-        self.inner = producer
-        if producer is not None and self.paused:
-            producer.pauseProducing()
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-        if self.inner is not None:
-            self.inner.pauseProducing()
-        timeout = self.proto.factory.stall_timeout
-        if timeout and self._timer is None:
-            self._timer = self.proto.factory.reactor.callLater(
-                timeout, self._expired)
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._cancel()
-        if self.inner is not None:
-            self.inner.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._cancel()
-        if self.inner is not None:
-            self.inner.stopProducing()
-
-    def stop(self) -> None:
-        self._cancel()
-
-    def _cancel(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _expired(self) -> None:
-        self._timer = None
-        self.proto._stalled("stopped reading (our send buffer stayed full)")
-
-
-class _SendfileStopped(Exception):
-    pass
-
-
-@implementer(IPushProducer)
-class _SendfilePump:
-    """Data-in of a plain file with ``os.sendfile``: Data/End Data headers are written
-    to the socket, the payload goes from the page cache straight to it.
-
-    It uses Twisted's TCP transport (its socket, its write buffer, its producer
-    protocol) to keep packets in order and to wait for writability; where that is
-    not available (other transports, TLS, tests in memory) the ordinary path is used.
-    """
-
-    def __init__(self, session: ResponderSession, tid: int, fd: int, offset: int, length: int,
-                 closer: Callable[[], None]) -> None:
-        self.session = session
-        self.tid = tid
-        self.fd = fd
-        self.offset = offset
-        self.remaining = length
-        self.closer = closer
-        self.in_packet = 0
-        self.started = False
-        self.paused = False
-        self.stopped = False
-        self.done: defer.Deferred[None] = defer.Deferred()
-        self._stall: IDelayedCall | None = None
-
-    @classmethod
-    def attempt(cls, session: ResponderSession, tid: int, source: Any) -> _SendfilePump | None:
-        from .streams import FileSource
-        transport = session.command.transport
-        if not isinstance(source, FileSource) or not hasattr(os, "sendfile") or not source.sendfile_ok():
-            return None
-        if not all(hasattr(transport, a) for a in ("socket", "dataBuffer", "offset", "_tempDataLen",
-                                                   "startWriting", "producerPaused")):
-            return None
-        if getattr(transport, "TLS", False) or hasattr(transport, "getPeerCertificate"):
-            return None
-        fd, offset, length = source.take_file()
-        return cls(session, tid, fd, offset, length, source.close)
-
-    def start(self) -> defer.Deferred[None]:
-        self.session.command.watch.setInner(self)
-        if not self.paused:
-            self._pump()
-        return self.done
-
-    # -- IPushProducer ------------------------------------------------------------
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._cancelStall()
-        self._pump()
-
-    def stopProducing(self) -> None:
-        self._finish(_SendfileStopped("stopped"))
-
-    # -- the pump ------------------------------------------------------------------
-    def _wait(self) -> None:
-        """Wait for the socket (or Twisted's buffer) to drain; we are resumed then."""
-        t = self.session.command.transport
-        t.producerPaused = True
-        t.startWriting()
-        timeout = self.session.factory.stall_timeout
-        if timeout and self._stall is None:
-            self._stall = self.session.factory.reactor.callLater(
-                timeout, self.session.command._stalled, "stopped reading (our send buffer stayed full)")
-
-    def _cancelStall(self) -> None:
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
-        self._stall = None
-
-    def _pump(self) -> None:
-        t = self.session.command.transport
-        packet_size = self.session.factory.data_packet_size
-        try:
-            while not self.paused and not self.stopped:
-                if len(t.dataBuffer) - t.offset or t._tempDataLen:
-                    self._wait()                 # Twisted still holds bytes: they go first
-                    return
-                if self.in_packet == 0:
-                    if self.remaining == 0 and self.started:
-                        self._finish(None)
-                        return
-                    n = min(packet_size, self.remaining)
-                    last = n == self.remaining
-                    header = (EndData if last else Data)(self.tid).header(n)
-                    self.started = True
-                    try:
-                        sent = t.socket.send(header)
-                    except BlockingIOError:
-                        sent = 0
-                    if sent < len(header):
-                        t.write(header[sent:])
-                    self.in_packet = n
-                    if n == 0:
-                        continue
-                    if sent < len(header):
-                        self._wait()
-                        return
-                try:
-                    k = os.sendfile(t.socket.fileno(), self.fd, self.offset, self.in_packet)
-                except BlockingIOError:
-                    self._wait()
-                    return
-                if k == 0:
-                    raise OSError(f"the file ended with {self.remaining} bytes still to send")
-                self.offset += k
-                self.in_packet -= k
-                self.remaining -= k
-        except OSError as e:
-            self._finish(e)
-
-    def _completePacket(self) -> None:
-        """Stopping mid-packet would break the framing: queue the rest of the packet
-        (at most one data packet) through Twisted's buffer, zero-padded if unreadable."""
-        if self.in_packet:
-            try:
-                rest = os.pread(self.fd, self.in_packet, self.offset)
-            except OSError:
-                rest = b""
-            t = self.session.command.transport
-            if not getattr(t, "disconnected", False):
-                t.write(rest + bytes(self.in_packet - len(rest)))
-            self.in_packet = 0
-
-    def _finish(self, error: Exception | None) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        self._cancelStall()
-        if error is not None:
-            self._completePacket()
-        self.closer()
-        if error is None:
-            self.done.callback(None)
-        elif isinstance(error, _SendfileStopped):
-            return                                 # cancelled or closed: nobody waits for it
-        else:
-            self.done.errback(error)
-
-
-@implementer(IIncomingData, IPushProducer)
-class _IncomingData:
-    """The data-out phase of one transaction, delivered as it arrives."""
-
-    def __init__(self, session: ResponderSession, transaction_id: int, total: int) -> None:
-        self._session = session
-        self.transaction_id = transaction_id
-        self.length = None if total == UNKNOWN_LENGTH else total
-        self.received = 0
-        self.consumer: IConsumer | None = None
-        self.done = False
-        self._result: defer.Deferred[int] = defer.Deferred()
-        self._error: Exception | None = None
-
-    # -- IIncomingData ----------------------------------------------------
-    def deliverTo(self, consumer: IConsumer) -> defer.Deferred[int]:
-        if self.consumer is not None:
-            raise RuntimeError("data-out can be delivered only once")
-        self.consumer = consumer
-        consumer.registerProducer(self, True)
-        if not self.done:
-            self._session.command.release("await-consumer")
-        return self._result
-
-    def readAll(self, limit: int = 1 << 20) -> defer.Deferred[bytes]:
-        if self.length is not None and self.length > limit:
-            return defer.fail(RemoteProtocolError(
-                f"a {self.length}-byte dataset is over the {limit}-byte limit",
-                fail_reason=None, response_code=ResponseCode.GeneralError))
-        sink = _LimitedBytes(limit, self)
-        return self.deliverTo(sink).addCallback(lambda _: sink.value())
-
-    # -- IPushProducer (the consumer's backpressure) ------------------------
-    def pauseProducing(self) -> None:
-        if not self.done:
-            self._session.command.hold("consumer-paused")
-
-    def resumeProducing(self) -> None:
-        self._session.command.release("consumer-paused")
-
-    def stopProducing(self) -> None:
-        self.fail(TransactionCancelled("the consumer stopped the data-out phase"))
-
-    # -- fed by the session -------------------------------------------------
-    def feed(self, payload: bytes) -> None:
-        if self.done:
-            return
-        self.received += len(payload)
-        if self.length is not None and self.received > self.length:
-            self.fail(RemoteProtocolError(
-                f"data-out carried more than the announced {self.length} bytes",
-                fail_reason=None, response_code=ResponseCode.IncompleteTransfer))
-            return
-        if payload:
-            assert self.consumer is not None
-            try:
-                self.consumer.write(payload)
-            except Exception as e:          # the store refused (full, I/O error): stop here
-                if getattr(e, "response_code", None) is None:
-                    e = RemoteProtocolError(f"writing the data-out failed: {e}", fail_reason=None,
-                                            response_code=ResponseCode.GeneralError)
-                self.fail(e)
-
-    def finish(self) -> None:
-        if self.done:
-            return
-        if self.length is not None and self.received != self.length:
-            self.fail(RemoteProtocolError(
-                f"data-out carried {self.received} of the announced {self.length} bytes",
-                fail_reason=None, response_code=ResponseCode.IncompleteTransfer))
-            return
-        self._settle()
-        self._result.callback(self.received)
-
-    def fail(self, error: Exception) -> None:
-        if self.done:
-            return
-        self._error = error
-        self._settle()
-        self._result.errback(error)
-
-    @property
-    def error(self) -> Exception | None:
-        return self._error
-
-    def _settle(self) -> None:
-        self.done = True
-        if self.consumer is not None:
-            self.consumer.unregisterProducer()
-        self._session.command.release("consumer-paused")
-        self._session.command.release("await-consumer")
-
-
-@implementer(IConsumer)
-class _LimitedBytes(BytesConsumer):
-    def __init__(self, limit: int, incoming: _IncomingData) -> None:
-        super().__init__()
-        self._limit = limit
-        self._incoming = incoming
-
-    def write(self, data: bytes) -> None:
-        if self.written + len(data) > self._limit:
-            self._incoming.fail(RemoteProtocolError(
-                f"dataset over the {self._limit}-byte limit",
-                fail_reason=None, response_code=ResponseCode.GeneralError))
-            return
-        super().write(data)
-
-
-@implementer(IConsumer)
-class _DataInWriter:
-    """The consumer an IDataSource writes into: frames bytes as Data packets.
-
-    The latest piece is held back so the phase ends with an End Data that
-    carries it (a small dataset goes out as Start Data + End Data).
-    """
-
-    def __init__(self, session: ResponderSession, transaction_id: int, length: int | None) -> None:
-        self._session = session
-        self._tid = transaction_id
-        self.length = length
-        self.sent = 0
-        self._held: bytes | None = None
-        self.over = False
-
-    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        self._session.command.watch.setInner(cast(IPushProducer, producer))
-
-    def unregisterProducer(self) -> None:
-        self._session.command.watch.setInner(None)
-
-    def write(self, data: bytes) -> None:
-        if self.over or self._session.closed:
-            return
-        if self.length is not None and self.sent + len(data) > self.length:
-            self.over = True
-            return
-        self.sent += len(data)
-        transport = self._session.command.transport
-        data = bytes(data) if not isinstance(data, bytes) else data
-        step = self._session.factory.data_packet_size
-        # Slicing copies, so only an oversized write is cut into packets.
-        pieces = [data] if len(data) <= step else [data[i:i + step] for i in range(0, len(data), step)]
-        for piece in pieces:
-            if self._held is not None:
-                transport.writeSequence([Data(self._tid).header(len(self._held)), self._held])
-            self._held = piece
-
-    def finish(self) -> None:
-        held = self._held if self._held is not None else b""
-        self._held = None
-        self._session.command.transport.writeSequence([EndData(self._tid).header(len(held)), held])
-
-
 class ResponderSession:
     """One established PTP-IP connection: a command channel and an event channel.
 
-    Runs one transaction at a time (spec 1.6.4) and sends the device's events.
+    Feeds what arrives to its :class:`~ptpip.wire.transaction.Transactions` (one
+    transaction at a time, spec 1.6.4), carries out the events it returns, and sends
+    the device's events.
     """
 
     log = Logger()
@@ -704,13 +340,10 @@ class ResponderSession:
         self.initiator = initiator
         self.closed = False
         self.handler: IResponderSession | None = None
-        self._phase = _Phase.IDLE
-        self._request: OperationRequest | None = None
-        self._incoming: _IncomingData | None = None
-        self._source: IPushProducer | None = None   # an IDataSource or a _SendfilePump
-        self._writer: _DataInWriter | None = None
-        self._stale_tid: int | None = None       # data packets of it are discarded
-        self._cancelled_tid: int | None = None
+        self.transactions = Transactions(Role.RESPONDER)
+        self._incoming: IncomingData | None = None
+        self._source: IPushProducer | None = None   # an IDataSource or a SendfileWriter
+        self._writer: DataInWriter | None = None
         self.events = _EventSink(self)
         self.last_activity = factory.reactor.seconds()
         self._idle: IDelayedCall | None = None
@@ -736,7 +369,7 @@ class ResponderSession:
         self._idle = None
         if self.closed:
             return
-        if self._phase is not _Phase.IDLE:
+        if self.transactions.busy:
             self.activity()            # a transaction in progress is not idleness
             return
         self.log.info("session {number} with {name!r} idle for {t} s; closing",
@@ -745,12 +378,12 @@ class ResponderSession:
         self.close()
 
     def awaitingData(self) -> bool:
-        """True while the initiator owes us the rest of a data-out phase."""
-        return self._phase in (_Phase.WAIT_START_DATA, _Phase.DATA_OUT, _Phase.CANCELLING)
+        """True while the initiator owes us the rest of a data-out phase (or a Cancel)."""
+        return self.transactions.peer_owes_data
 
     @property
     def busy(self) -> bool:
-        return self._phase is not _Phase.IDLE
+        return self.transactions.busy
 
     def probe(self, timeout: float) -> defer.Deferred[bool]:
         """Send a Probe Request (spec 2.3.13); fires True on the answer, False (and the
@@ -778,138 +411,75 @@ class ResponderSession:
         if d is not None:
             d.callback(True)
 
-    # -- command channel ----------------------------------------------------
+    # -- packets ------------------------------------------------------------
     def commandPacket(self, packet: Packet) -> None:
-        phase = self._phase
-        if isinstance(packet, OperationRequest):
-            if phase is _Phase.CANCELLING:
-                self._finishCancel()      # the initiator sent one Cancel only; carry on
-            elif phase is not _Phase.IDLE:
-                raise UnexpectedPacket(
-                    f"Operation Request 0x{packet.code:04X} while transaction "
-                    f"{self._request.transaction_id if self._request else '?'} is in progress")
-            self._operation(packet)
-        elif isinstance(packet, (StartData, Data, EndData)):
-            if packet.transaction_id == self._stale_tid:
-                return   # the rest of a cancelled, refused or finished data-out phase
-            if isinstance(packet, StartData):
-                if phase is not _Phase.WAIT_START_DATA:
-                    raise UnexpectedPacket(f"Start Data in phase {phase.value}")
-                self._checkTid(packet.transaction_id)
-                self._startDataOut(packet.total_length)
-            else:
-                self._dataPacket(packet)
-        elif isinstance(packet, Cancel):
-            self.cancel(packet.transaction_id, "command")
-        elif isinstance(packet, ProbeRequest):
+        if isinstance(packet, ProbeRequest):
             self.command.sendPacket(ProbeResponse())
         elif isinstance(packet, ProbeResponse):
             self._probeAnswered()
         else:
-            raise UnexpectedPacket(f"{type(packet).__name__} on an established command channel")
+            self._carryOut(self.transactions.receive(packet, Channel.COMMAND))
 
-    def _checkTid(self, tid: int) -> None:
-        assert self._request is not None
-        if tid != self._request.transaction_id:
-            raise UnexpectedPacket(
-                f"transaction id {tid} in a data phase of transaction {self._request.transaction_id}")
-
-    def _operation(self, request: OperationRequest) -> None:
-        self._request = request
-        if request.data_phase == DataPhase.UNKNOWN:
-            # Spec 2.3.6 footnote: a responder that cannot handle it closes the connection.
-            raise UnexpectedPacket("data phase 'unknown' is not supported")
-        if request.data_phase == DataPhase.DATA_OUT:
-            self._phase = _Phase.WAIT_START_DATA
-        else:
-            self._phase = _Phase.PROCESSING
-            self._dispatch(None)
-
-    def _startDataOut(self, total: int) -> None:
-        assert self._request is not None
-        tid = self._request.transaction_id
-        incoming = self._incoming = _IncomingData(self, tid, total)
-        self._phase = _Phase.DATA_OUT
-        # Read no data until the device has said where it goes.
-        self.command.hold("await-consumer")
-        if total == 0:
-            # Start Data(0) may or may not be followed by an empty End Data (2.3.6).
-            self._dataOutEnded(tid)
-            incoming.finish()
-        self._dispatch(incoming)
-
-    def _dataOutEnded(self, tid: int) -> None:
-        self._stale_tid = tid
-        self._phase = _Phase.PROCESSING
-
-    def _dataPacket(self, packet: Data | EndData) -> None:
-        if self._phase is not _Phase.DATA_OUT:
-            raise UnexpectedPacket(
-                f"{type(packet).__name__} for transaction {packet.transaction_id} "
-                f"in phase {self._phase.value}")
-        self._checkTid(packet.transaction_id)
-        incoming = self._incoming
-        assert incoming is not None
-        incoming.feed(packet.payload)
-        if self._incoming is not incoming or self._phase is not _Phase.DATA_OUT:
-            return                          # the device answered (and ended it) meanwhile
-        if isinstance(packet, EndData):
-            self._dataOutEnded(packet.transaction_id)
-            incoming.finish()
-        elif incoming.done:                # more than announced: discard the rest
-            self._dataOutEnded(packet.transaction_id)
-
-    # -- event channel ------------------------------------------------------
     def eventPacket(self, packet: Packet) -> None:
         if isinstance(packet, ProbeRequest):
             self.event.sendPacket(ProbeResponse())
         elif isinstance(packet, ProbeResponse):
             self._probeAnswered()
         elif isinstance(packet, Cancel):
-            self.cancel(packet.transaction_id, "event")
+            self._carryOut(self.transactions.receive(packet, Channel.EVENT))
         else:
             raise UnexpectedPacket(f"{type(packet).__name__} on the event channel")
 
-    # -- cancel (spec 2.7, 5.6.1) -------------------------------------------
-    def cancel(self, transaction_id: int, channel: str) -> None:
-        """A Cancel arrived on *channel* ("command" or "event")."""
-        if transaction_id == self._cancelled_tid:
-            # The second Cancel of the pair.
-            if channel == "command" and self._phase is _Phase.CANCELLING:
-                self._finishCancel()
-            return
-        request = self._request
-        if request is None or request.transaction_id != transaction_id or self._phase is _Phase.IDLE:
-            # Case 1 (before the request), case 5 (response already sent), or an
-            # asynchronous operation such as InitiateCapture (2.7.3): the device decides.
-            if self.handler is not None and transaction_id != NO_TRANSACTION:
-                self.handler.cancelTransaction(transaction_id)
-            return
-        self._cancelled_tid = transaction_id
-        self._stale_tid = transaction_id   # ignore the rest of its data
-        self._phase = _Phase.CANCELLING    # before anything below can call back into us
-        self.log.info("initiator cancelled transaction {tid} on the {channel} channel",
-                      tid=transaction_id, channel=channel)
+    def _carryOut(self, events: list[TransactionEvent]) -> None:
+        for e in events:
+            if isinstance(e, DataPiece):
+                if self._incoming is not None:
+                    self._incoming.feed(e.payload)
+            elif isinstance(e, OperationStarted):
+                if not e.request.data_out:
+                    self._dispatch(e.request, None)
+                # a data-out operation goes to the device once Start Data has said how much
+            elif isinstance(e, DataStarted):
+                request = self.transactions.current_request
+                assert request is not None
+                self._incoming = IncomingData(self.command, e.transaction_id, e.length)
+                self._dispatch(request, self._incoming)
+            elif isinstance(e, DataEnded):
+                if self._incoming is not None:
+                    self._incoming.finish(e.complete)
+            elif isinstance(e, DataOverrun):
+                if self._incoming is not None:
+                    self._incoming.fail(RemoteProtocolError(
+                        f"data-out carried more than the announced {e.length} bytes",
+                        fail_reason=None, response_code=ResponseCode.IncompleteTransfer))
+            elif isinstance(e, CancelRequested):
+                self.log.info("initiator cancelled transaction {tid} on the {channel} channel",
+                              tid=e.transaction_id, channel=e.channel.value)
+                self._stopWork(TransactionCancelled(f"transaction {e.transaction_id} cancelled"))
+                if self.handler is not None:
+                    self.handler.cancelTransaction(e.transaction_id)
+            elif isinstance(e, AsyncCancel):
+                # Case 1.2, case 5, or an asynchronous operation such as InitiateCapture (2.7.3).
+                if self.handler is not None:
+                    self.handler.cancelTransaction(e.transaction_id)
+            elif isinstance(e, Send):
+                self.command.sendPacket(e.packet)
+            elif isinstance(e, TransactionEnded):
+                self._endTransaction()
+
+    def _stopWork(self, why: Exception) -> None:
+        """Stop the data phase in progress (its source, or the device's consumer)."""
+        if self._writer is not None:
+            self._writer.stopped = True
         if self._source is not None:
             source, self._source = self._source, None
             source.stopProducing()
         if self._incoming is not None:
-            self._incoming.fail(TransactionCancelled(f"transaction {transaction_id} cancelled"))
-        if self.handler is not None:
-            self.handler.cancelTransaction(transaction_id)
-        if channel == "command":
-            self._finishCancel()
-        # else: cases 2.2, 3.2 and 4.2 wait for the Cancel on the command channel.
-
-    def _finishCancel(self) -> None:
-        assert self._request is not None
-        self._sendResponse(OperationResponse(ResponseCode.TransactionCancelled, self._request.transaction_id))
-        self._endTransaction()
+            self._incoming.fail(why)
 
     # -- the device ---------------------------------------------------------
-    def _dispatch(self, incoming: _IncomingData | None) -> None:
-        assert self.handler is not None and self._request is not None
-        request = self._request
+    def _dispatch(self, request: OperationRequest, incoming: IncomingData | None) -> None:
+        assert self.handler is not None
         try:
             result = self.handler.handleOperation(request, incoming)
         except Exception:
@@ -935,24 +505,20 @@ class ResponderSession:
         self._answered(Response(code, getattr(error, "params", ())), request)
 
     def _answered(self, response: Response, request: OperationRequest) -> None:
-        if self.closed or request is not self._request or self._phase is _Phase.CANCELLING:
-            return
-        tid = request.transaction_id
+        tx = self.transactions
+        if self.closed or request is not tx.current_request or tx.cancelling:
+            return                       # cancelled: the machine has answered for it
         incoming = self._incoming
         if incoming is not None and incoming.error is not None:
-            code = getattr(incoming.error, "response_code", None) or ResponseCode.GeneralError
-            response = Response(code)
-        if self._phase in (_Phase.WAIT_START_DATA, _Phase.DATA_OUT):
-            # Responder-generated cancel (5.6.2 case 1): answer now, discard the rest.
-            self._stale_tid = tid
+            response = Response(getattr(incoming.error, "response_code", None) or ResponseCode.GeneralError)
+        if tx.phase in (Phase.WAIT_START_DATA, Phase.DATA_OUT):
+            # Responder-generated cancel (5.6.2 case 1): answer now, the rest is discarded.
             if incoming is not None:
                 incoming.fail(TransactionCancelled("the device answered before the data-out phase ended"))
-            self._sendResponse(OperationResponse(response.code, tid, response.params))
-            self._endTransaction()
+            self._respond(response.code, response.params)
             return
         if response.data is None:
-            self._sendResponse(OperationResponse(response.code, tid, response.params))
-            self._endTransaction()
+            self._respond(response.code, response.params)
             return
         source = response.data
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -960,79 +526,92 @@ class ResponderSession:
             if len(data) <= self.factory.data_packet_size:
                 # A dataset: Start Data, End Data and the response in one write.
                 self.command.transport.writeSequence([
-                    StartData(tid, len(data)).encode(), EndData(tid).header(len(data)), data,
-                    OperationResponse(response.code, tid, response.params).encode()])
+                    tx.start_data(len(data)).encode(), tx.data_header(len(data), last=True), data,
+                    tx.respond(response.code, response.params).encode()])
                 self._endTransaction()
                 return
             source = BytesSource(data)
         source = IDataSource(source)
-        self._source = source
-        self._phase = _Phase.DATA_IN
-        total = UNKNOWN_LENGTH if source.length is None else source.length
-        self.command.sendPacket(StartData(tid, total))
-        pump = _SendfilePump.attempt(self, tid, source)
+        self.command.sendPacket(tx.start_data(source.length))
+        pump = self._sendfile(source)
         if pump is not None:
             # A plain file on a TCP socket: the kernel copies it (sendfile), we only frame it.
             self._source = pump
+            self.command.watch.setInner(pump)
             d = pump.start()
             d.addBoth(self._sendfileDone, request, response)
             d.addErrback(self._internalError)
             return
-        writer = self._writer = _DataInWriter(self, tid, source.length)
+        self._source = source
+        writer = self._writer = DataInWriter(self.command.transport, tx, self.command.watch, source.length,
+                                             self.factory.data_packet_size)
         writer.registerProducer(source, True)
         d = defer.maybeDeferred(source.startProducing, writer)
         d.addBoth(self._dataInDone, request, response, writer)
         d.addErrback(self._internalError)
 
+    def _sendfile(self, source: Any) -> sendfile.SendfileWriter | None:
+        transport = self.command.transport
+        if not isinstance(source, FileSource) or not source.sendfile_ok() or not sendfile.supported(transport):
+            return None
+        fd, offset, length = source.take_file()
+        writer = sendfile.SendfileWriter(
+            self.factory.reactor, transport, fd, offset, length, header=self.transactions.data_header,
+            packet_size=self.factory.data_packet_size, stall_timeout=self.factory.stall_timeout,
+            on_stall=lambda: self.command._stalled("stopped reading (our send buffer stayed full)"))
+        def closeFile(result: Any) -> Any:
+            source.close()
+            return result
+        writer.done.addBoth(closeFile)
+        return writer
+
     def _sendfileDone(self, result: Any, request: OperationRequest, response: Response) -> None:
         self.command.watch.setInner(None)
-        if self.closed or request is not self._request or self._phase is not _Phase.DATA_IN:
+        if isinstance(result, Failure) and result.check(sendfile.SendfileStopped):
+            return                                  # cancelled or closed: nobody waits for it
+        if self.closed or request is not self.transactions.current_request:
             return
         self._source = None
         if isinstance(result, Failure):
             # Responder-generated cancel during data-in (5.6.2 case 2): no End Data was sent.
             self.log.failure("data-in by sendfile failed on {op}", result, op=code_name(request.code))
-            self._sendResponse(OperationResponse(ResponseCode.GeneralError, request.transaction_id))
+            self._respond(ResponseCode.GeneralError)
         else:
-            self._sendResponse(OperationResponse(response.code, request.transaction_id, response.params))
-        self._endTransaction()
+            self._respond(response.code, response.params)
 
     def _dataInDone(self, result: Any, request: OperationRequest, response: Response,
-                    writer: _DataInWriter) -> None:
+                    writer: DataInWriter) -> None:
         if writer is self._writer:
             self._writer = None
             self._source = None
             if not self.closed:
                 writer.unregisterProducer()
-        if self.closed or request is not self._request or self._phase is not _Phase.DATA_IN:
+        if self.closed or request is not self.transactions.current_request or writer.stopped:
             return
-        tid = request.transaction_id
-        if isinstance(result, Failure) or writer.over or (
-                writer.length is not None and writer.sent != writer.length):
+        if isinstance(result, Failure) or writer.over or writer.short:
             # Responder-generated cancel during data-in (5.6.2 case 2): no End Data.
             if isinstance(result, Failure):
                 self.log.failure("data-in source failed on {op}", result, op=code_name(request.code))
             else:
                 self.log.error("data-in source for {op} produced {sent} bytes, announced {length}",
-                               op=code_name(request.code), sent=writer.sent, length=writer.length)
-            self._sendResponse(OperationResponse(ResponseCode.GeneralError, tid))
+                               op=code_name(request.code), sent=writer.written, length=writer.length)
+            self._respond(ResponseCode.GeneralError)
         else:
             writer.finish()
-            self._sendResponse(OperationResponse(response.code, tid, response.params))
-        self._endTransaction()
+            self._respond(response.code, response.params)
 
     def _internalError(self, failure: Failure) -> None:
         self.log.failure("internal error in the responder session", failure)
         self.command.close()
 
-    def _sendResponse(self, response: OperationResponse) -> None:
-        self.command.sendPacket(response)
+    def _respond(self, code: int, params: tuple[int, ...] = ()) -> None:
+        self.command.sendPacket(self.transactions.respond(code, params))
+        self._endTransaction()
 
     def _endTransaction(self) -> None:
-        self._phase = _Phase.IDLE
-        self._request = None
         self._incoming = None
         self._source = None
+        self._writer = None
         self.command.release("await-consumer")
         self.command.release("consumer-paused")
 
@@ -1051,10 +630,7 @@ class ResponderSession:
             d.callback(False)
         self.command.close()
         self.event.close()
-        if self._source is not None:
-            self._source.stopProducing()
-        if self._incoming is not None:
-            self._incoming.fail(ConnectionClosed("the PTP-IP connection closed during data-out"))
+        self._stopWork(ConnectionClosed("the PTP-IP connection closed during data-out"))
         if self.handler is not None:
             try:
                 self.handler.connectionLost(reason or Failure(ConnectionClosed("closed")))
