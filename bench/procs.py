@@ -17,7 +17,7 @@ def raise_fd_limit() -> None:
 
 def responder(root: str, port: str) -> None:
     raise_fd_limit()
-    from ptpip.camera import filesystem_camera
+    from ptpip.devices.camera import filesystem_camera
     from ptpip.responder import ResponderFactory
     camera = filesystem_camera(root, scan_interval=None)
     factory = ResponderFactory(camera, max_sessions=5000, max_pending=5000, max_per_address=5000)

@@ -290,7 +290,7 @@ class PTPClient:
     def upload(self, path: str, *, parent: int = 0, storage_id: int = 0, filename: str | None = None,
                object_format: int | None = None, progress: Progress | None = None) -> Any:
         """SendObjectInfo + SendObject of a local file; returns the new handle."""
-        from .filestore import sniff_format
+        from .devices.filestore import sniff_format
         name = filename or os.path.basename(path)
         size = os.path.getsize(path)
         if object_format is None:

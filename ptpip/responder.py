@@ -694,7 +694,7 @@ class ResponderFactory(protocol.Factory):
         self.guid = guid if guid is not None else _random_guid()
         InitCommandAck(1, self.guid, friendly_name)      # validates the GUID and the name now
         self.friendly_name = friendly_name
-        from .policy import AcceptAllPolicy
+        from .devices.policy import AcceptAllPolicy
         self.policy = IInitiatorPolicy(policy) if policy is not None else AcceptAllPolicy()
         self.max_sessions = max_sessions
         self.establishment_timeout = establishment_timeout

@@ -128,7 +128,7 @@ class Options(usage.Options):
         if self["presets"]:
             # Check the values now, against the camera's standard properties, so a bad one
             # is a usage error and not a traceback at start-up.
-            from .properties import DeviceProperties
+            from .devices.properties import DeviceProperties
 
             class _Probe:
                 properties = DeviceProperties()
@@ -142,7 +142,7 @@ class Options(usage.Options):
             raise usage.UsageError("use --anonymous or --no-anonymous, not both")
         if self["allow-list"] and self["pair"]:
             raise usage.UsageError("use --allow-list or --pair, not both (--pair keeps its own list)")
-        from .policy import read_guids
+        from .devices.policy import read_guids
         for opt in ("allow-list", "pair"):
             if self[opt] is not None:
                 _check_guid_file(opt, self[opt], may_be_missing=opt == "pair")
@@ -167,7 +167,7 @@ class _CameraService(service.Service):
 
 
 def makeService(options: Options) -> service.MultiService:
-    from .camera import demo_root, filesystem_camera
+    from .devices.camera import demo_root, filesystem_camera
     from .responder import ResponderFactory
 
     root = options["root"]
@@ -178,7 +178,7 @@ def makeService(options: Options) -> service.MultiService:
         root, capture_folder=options["capture-folder"], allow_format=options["allow-format"],
         read_only=options["read-only"], model=options["model"], manufacturer=options["manufacturer"],
         scan_interval=options["scan-interval"] or None)
-    from .policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy
+    from .devices.policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy
     anonymous = _accepts_anonymous(options)
     if options["allow-list"]:
         policy: Any = AllowListPolicy(options["allow-list"], anonymous=anonymous)

@@ -28,13 +28,13 @@ from cccp.errors import NotImplementedHere
 from cccp.interfaces import ICamera
 from cccp.realm import CCCPRealm, make_portal
 from cccp.server import CCCPFactory
-from ptpip.camera import Camera
 from ptpip.constants import DataType, DevicePropCode
 from ptpip.datasets import FORM_ENUM, FORM_RANGE
-from ptpip.filestore import FilesystemStore
+from ptpip.devices.camera import Camera
+from ptpip.devices.filestore import FilesystemStore
+from ptpip.devices.policy import AcceptAllPolicy
+from ptpip.devices.properties import DeviceProperties, Property
 from ptpip.interfaces import ICaptureSource
-from ptpip.policy import AcceptAllPolicy
-from ptpip.properties import DeviceProperties, Property
 from ptpip.responder import ResponderFactory
 
 COLOURS = [("RED", (200, 30, 30)), ("GREEN", (30, 160, 60)), ("BLUE", (30, 60, 200))]

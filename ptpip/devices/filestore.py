@@ -1,0 +1,555 @@
+"""A PTP object store backed by a folder: files are objects, folders are Associations.
+
+Handles are stable while the store runs and never reused. Uploads land
+atomically (a hidden temporary file, fsync, then rename) or not at all.
+Files that appear in or vanish from the folder are noticed by :meth:`scan`
+(run periodically by :class:`~ptpip.camera.Camera`) and announced.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..interfaces import IObjectStore, IUpload
+from ..wire.constants import (
+    AccessCapability,
+    AssociationType,
+    EventCode,
+    FilesystemType,
+    ObjectFormat,
+    ProtectionStatus,
+    ResponseCode,
+    StorageType,
+)
+from ..wire.datasets import ObjectInfo, StorageInfo
+from ..wire.errors import OperationError
+
+ALL = 0xFFFFFFFF
+ROOT = 0xFFFFFFFF
+UPLOAD_PREFIX = ".ptpip-upload-"
+THUMB_SIZE = (160, 120)
+
+
+def sniff_format(head: bytes, name: str = "") -> int:
+    """The PTP ObjectFormat of a file from its first bytes (and, failing that, its name)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return ObjectFormat.EXIF_JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ObjectFormat.PNG
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return ObjectFormat.GIF
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return ObjectFormat.DNG if name.lower().endswith(".dng") else ObjectFormat.TIFF
+    if head[:2] == b"BM":
+        return ObjectFormat.BMP
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return ObjectFormat.WAV
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return ObjectFormat.AVI
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return ObjectFormat.MP3
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3") or (
+            len(head) > 188 and head[0] == 0x47 and head[188] == 0x47):
+        return ObjectFormat.MPEG
+    if head[:4] == b"FORM" and head[8:12] == b"AIFF":
+        return ObjectFormat.AIFF
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:512]):
+        if name.lower().endswith((".htm", ".html")):
+            return ObjectFormat.HTML
+        if name.lower().endswith(".sh"):
+            return ObjectFormat.Script
+        return ObjectFormat.Text
+    return ObjectFormat.Undefined
+
+
+IMAGE_FORMATS = frozenset({ObjectFormat.EXIF_JPEG, ObjectFormat.JFIF, ObjectFormat.PNG, ObjectFormat.GIF,
+                           ObjectFormat.TIFF, ObjectFormat.BMP, ObjectFormat.TIFF_EP})
+
+
+def ptp_date(t: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.localtime(t))
+
+
+def exif_thumbnail(head: bytes) -> bytes | None:
+    """The JPEG thumbnail embedded in a JPEG's EXIF APP1 segment, if any."""
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 4 <= len(head) and head[pos] == 0xFF:
+        marker = head[pos + 1]
+        seglen = struct.unpack_from(">H", head, pos + 2)[0]
+        if marker == 0xE1 and head[pos + 4:pos + 10] == b"Exif\x00\x00":
+            tiff = head[pos + 10:pos + 2 + seglen]
+            return _thumb_from_tiff(tiff)
+        if marker in (0xDA, 0xD9):
+            return None
+        pos += 2 + seglen
+    return None
+
+
+def _thumb_from_tiff(tiff: bytes) -> bytes | None:
+    try:
+        order = "<" if tiff[:2] == b"II" else ">"
+        (ifd0,) = struct.unpack_from(order + "I", tiff, 4)
+        (n,) = struct.unpack_from(order + "H", tiff, ifd0)
+        (ifd1,) = struct.unpack_from(order + "I", tiff, ifd0 + 2 + 12 * n)
+        if not ifd1:
+            return None
+        (n1,) = struct.unpack_from(order + "H", tiff, ifd1)
+        offset = length = None
+        for i in range(n1):
+            tag, _typ, _cnt, val = struct.unpack_from(order + "HHII", tiff, ifd1 + 2 + 12 * i)
+            if tag == 0x0201:
+                offset = val
+            elif tag == 0x0202:
+                length = val
+        if offset and length and offset + length <= len(tiff):
+            thumb = tiff[offset:offset + length]
+            return thumb if thumb.startswith(b"\xff\xd8") else None
+    except struct.error:
+        return None
+    return None
+
+
+def make_thumbnail(path: str) -> tuple[bytes, int, int] | None:
+    """A JPEG thumbnail (bytes, width, height) of an image file, made with Pillow."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(path) as src:
+            src.draft("RGB", THUMB_SIZE)
+            im = src.convert("RGB")
+            im.thumbnail(THUMB_SIZE)
+            out = io.BytesIO()
+            im.save(out, "JPEG", quality=80)
+            return out.getvalue(), im.width, im.height
+    except Exception:
+        return None
+
+
+def image_size(path: str) -> tuple[int, int, int]:
+    """(width, height, bit depth) read from the image header with Pillow, or zeros."""
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            depth = {"1": 1, "L": 8, "P": 8, "RGB": 24, "RGBA": 32, "CMYK": 32, "I;16": 16}.get(im.mode, 24)
+            return im.width, im.height, depth
+    except Exception:
+        return 0, 0, 0
+
+
+@dataclass
+class _Entry:
+    handle: int
+    relpath: str              # POSIX-style, relative to the root
+    parent: int               # 0 at the root
+    is_dir: bool
+    size: int = 0
+    mtime: float = 0.0
+    info: ObjectInfo | None = None
+    thumb: tuple[bytes, int, int] | None = None
+    thumb_key: tuple[float, int] | None = None
+
+
+@implementer(IUpload)
+class _Upload:
+    """Writes into a hidden temporary file beside the target; renames on commit."""
+
+    def __init__(self, store: FilesystemStore, handle: int, target: str, limit: int) -> None:
+        self.store = store
+        self.handle = handle
+        self.target = target
+        directory, name = os.path.split(target)
+        self.tmp = os.path.join(directory, f"{UPLOAD_PREFIX}{handle}-{name}")
+        self._file: IO[bytes] | None = open(self.tmp, "xb")
+        self.written = 0
+        self.limit = limit
+        self.producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            return
+        self.written += len(data)
+        if self.written > self.limit:
+            self.abort()
+            raise OperationError(ResponseCode.StoreFull, "the upload does not fit the store")
+        self._file.write(data)
+
+    def commit(self) -> int:
+        if self._file is None:
+            raise OperationError(ResponseCode.IncompleteTransfer, "the upload was aborted")
+        f, self._file = self._file, None
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(self.tmp, self.target)
+        return self.store._landed(self.handle, self.target)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+        self.store._reservations.pop(self.handle, None)
+
+
+@implementer(IObjectStore)
+class FilesystemStore:
+    """Serves the folder *root* as one PTP storage.
+
+    :param read_only: refuse uploads, deletions and protection changes.
+    :param allow_format: let FormatStore erase the folder (off by default).
+    """
+
+    log = Logger()
+
+    def __init__(self, root: str, storage_id: int = 0x00010001, description: str = "Folder",
+                 volume_label: str | None = None, read_only: bool = False,
+                 allow_format: bool = False) -> None:
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"not a folder: {root}")
+        self.storage_id = storage_id
+        self.description = description
+        self.volume_label = volume_label if volume_label is not None else os.path.basename(self.root)
+        self.read_only = read_only
+        self.allow_format = allow_format
+        self._entries: dict[int, _Entry] = {}
+        self._by_path: dict[str, int] = {}
+        self._next_handle = 1
+        self._listeners: list[Callable[[int, int], Any]] = []
+        self._reservations: dict[int, tuple[str, ObjectInfo, int]] = {}
+        self.scan(announce=False)
+
+    # -- the tree ---------------------------------------------------------------
+    def _abs(self, relpath: str) -> str:
+        return os.path.join(self.root, *relpath.split("/")) if relpath else self.root
+
+    def _walk(self) -> Iterator[tuple[str, bool, os.stat_result]]:
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                with os.scandir(self._abs(rel)) as it:
+                    items = sorted(it, key=lambda e: e.name)
+            except OSError:
+                continue
+            for e in items:
+                if e.name.startswith(UPLOAD_PREFIX) or e.name in (".", ".."):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    continue         # never follow a link out of the root
+                child = f"{rel}/{e.name}" if rel else e.name
+                if stat.S_ISDIR(st.st_mode):
+                    yield child, True, st
+                    stack.append(child)
+                elif stat.S_ISREG(st.st_mode):
+                    yield child, False, st
+
+    def scan(self, announce: bool = True) -> None:
+        """Bring the handle table in line with the folder; announce what changed."""
+        seen: set[str] = set()
+        added: list[int] = []
+        for rel, is_dir, st in self._walk():
+            seen.add(rel)
+            h = self._by_path.get(rel)
+            if h is None:
+                h = self._add(rel, is_dir, st)
+                added.append(h)
+            else:
+                e = self._entries[h]
+                if (e.size, e.mtime) != (st.st_size, st.st_mtime):
+                    e.size, e.mtime, e.info = st.st_size, st.st_mtime, None
+        gone = [h for rel, h in self._by_path.items() if rel not in seen]
+        for h in sorted(gone, reverse=True):
+            self._forget(h)
+        if announce:
+            for h in added:
+                self._notify(EventCode.ObjectAdded, h)
+            for h in gone:
+                self._notify(EventCode.ObjectRemoved, h)
+
+    def _add(self, rel: str, is_dir: bool, st: os.stat_result | None = None) -> int:
+        parent_rel = rel.rpartition("/")[0]
+        parent = self._by_path.get(parent_rel, 0) if parent_rel else 0
+        if st is None:
+            st = os.stat(self._abs(rel))
+        h = self._next_handle
+        self._next_handle += 1
+        self._entries[h] = _Entry(h, rel, parent, is_dir, 0 if is_dir else st.st_size, st.st_mtime)
+        self._by_path[rel] = h
+        return h
+
+    def _forget(self, h: int) -> None:
+        e = self._entries.pop(h, None)
+        if e is not None:
+            self._by_path.pop(e.relpath, None)
+
+    def _entry(self, handle: int) -> _Entry:
+        e = self._entries.get(handle)
+        if e is None:
+            raise OperationError(ResponseCode.InvalidObjectHandle, f"no object 0x{handle:08X}")
+        return e
+
+    def _notify(self, code: int, handle: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(code, handle)
+            except Exception:
+                self.log.failure("store listener failed")
+
+    def _landed(self, handle: int, target: str) -> int:
+        self._reservations.pop(handle, None)
+        rel = os.path.relpath(target, self.root).replace(os.sep, "/")
+        st = os.stat(target)
+        parent_rel = rel.rpartition("/")[0]
+        self._entries[handle] = _Entry(handle, rel, self._by_path.get(parent_rel, 0) if parent_rel else 0,
+                                       False, st.st_size, st.st_mtime)
+        self._by_path[rel] = handle
+        self._notify(EventCode.ObjectAdded, handle)
+        return handle
+
+    # -- IObjectStore ---------------------------------------------------------
+    def subscribe(self, listener: Callable[[int, int], Any]) -> None:
+        self._listeners.append(listener)
+
+    def storageInfo(self) -> StorageInfo:
+        du = shutil.disk_usage(self.root)
+        access = (AccessCapability.ReadOnlyWithoutDeletion if self.read_only
+                  else AccessCapability.ReadWrite)
+        return StorageInfo(StorageType.FixedRAM, FilesystemType.GenericHierarchical, access,
+                           du.total, du.free, 0xFFFFFFFF, self.description, self.volume_label)
+
+    def handles(self, object_format: int = 0, parent: int = 0) -> list[int]:
+        if parent not in (0, ROOT):
+            p = self._entries.get(parent)
+            if p is None or not p.is_dir:
+                raise OperationError(ResponseCode.InvalidParentObject, f"0x{parent:08X} is no folder")
+        want_parent = 0 if parent == ROOT else parent
+        out = []
+        for h, e in self._entries.items():
+            if parent != 0 and e.parent != want_parent:
+                continue
+            if object_format and self.objectInfo(h).object_format != object_format:
+                continue
+            out.append(h)
+        return out
+
+    def objectInfo(self, handle: int) -> ObjectInfo:
+        e = self._entry(handle)
+        if e.info is not None:
+            return e.info
+        path = self._abs(e.relpath)
+        name = e.relpath.rpartition("/")[2]
+        if e.is_dir:
+            info = ObjectInfo(
+                storage_id=self.storage_id, object_format=ObjectFormat.Association,
+                protection_status=self._protection(path), parent_object=e.parent,
+                association_type=AssociationType.GenericFolder, filename=name,
+                capture_date=ptp_date(e.mtime), modification_date=ptp_date(e.mtime))
+        else:
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(4096)
+            except OSError:
+                raise OperationError(ResponseCode.InvalidObjectHandle, f"{name} is gone") from None
+            fmt = sniff_format(head, name)
+            width = height = depth = 0
+            thumb_format = thumb_size = thumb_w = thumb_h = 0
+            if fmt in IMAGE_FORMATS:
+                width, height, depth = image_size(path)
+                thumb = self._thumb(e)
+                if thumb is not None:
+                    thumb_format = ObjectFormat.JFIF
+                    thumb_size, thumb_w, thumb_h = len(thumb[0]), thumb[1], thumb[2]
+            info = ObjectInfo(
+                storage_id=self.storage_id, object_format=fmt,
+                protection_status=self._protection(path),
+                object_compressed_size=e.size, thumb_format=thumb_format,
+                thumb_compressed_size=thumb_size, thumb_pix_width=thumb_w, thumb_pix_height=thumb_h,
+                image_pix_width=width, image_pix_height=height, image_bit_depth=depth,
+                parent_object=e.parent, filename=name,
+                capture_date=ptp_date(e.mtime), modification_date=ptp_date(e.mtime))
+        e.info = info
+        return info
+
+    def _protection(self, path: str) -> int:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return ProtectionStatus.NoProtection
+        return ProtectionStatus.NoProtection if mode & stat.S_IWUSR else ProtectionStatus.ReadOnly
+
+    def _thumb(self, e: _Entry) -> tuple[bytes, int, int] | None:
+        key = (e.mtime, e.size)
+        if e.thumb_key != key:
+            path = self._abs(e.relpath)
+            thumb = None
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(1 << 16)
+                exif = exif_thumbnail(head)
+                if exif is not None:
+                    from PIL import Image
+                    with Image.open(io.BytesIO(exif)) as im:
+                        thumb = (exif, im.width, im.height)
+            except Exception:
+                thumb = None
+            e.thumb = thumb if thumb is not None else make_thumbnail(path)
+            e.thumb_key = key
+        return e.thumb
+
+    def open(self, handle: int) -> IO[bytes]:
+        e = self._entry(handle)
+        if e.is_dir:
+            raise OperationError(ResponseCode.InvalidObjectHandle, "a folder has no data")
+        try:
+            return open(self._abs(e.relpath), "rb")
+        except OSError:
+            raise OperationError(ResponseCode.InvalidObjectHandle, f"{e.relpath} is gone") from None
+
+    def size(self, handle: int) -> int:
+        return self._entry(handle).size
+
+    def thumbnail(self, handle: int) -> bytes:
+        e = self._entry(handle)
+        if e.is_dir or self.objectInfo(handle).object_format not in IMAGE_FORMATS:
+            raise OperationError(ResponseCode.NoThumbnailPresent)
+        thumb = self._thumb(e)
+        if thumb is None:
+            raise OperationError(ResponseCode.NoThumbnailPresent)
+        return thumb[0]
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise OperationError(ResponseCode.StoreReadOnly)
+
+    def delete(self, handle: int, object_format: int = 0) -> list[int]:
+        """Delete and return the handles removed (children first)."""
+        self._writable()
+        if handle == ALL:
+            targets = [h for h, e in self._entries.items() if e.parent == 0
+                       and (not object_format or self.objectInfo(h).object_format == object_format)]
+            removed: list[int] = []
+            failed = False
+            for h in targets:
+                try:
+                    removed += self.delete(h)
+                except OperationError:
+                    failed = True
+            if failed:
+                raise OperationError(ResponseCode.PartialDeletion)
+            return removed
+        e = self._entry(handle)
+        path = self._abs(e.relpath)
+        if self._protection(path) == ProtectionStatus.ReadOnly:
+            raise OperationError(ResponseCode.ObjectWriteProtected, f"{e.relpath} is protected")
+        removed = []
+        if e.is_dir:
+            for child in [h for h, c in self._entries.items() if c.parent == handle]:
+                removed += self.delete(child)
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+        self._forget(handle)
+        removed.append(handle)
+        self._notify(EventCode.ObjectRemoved, handle)
+        return removed
+
+    def reserve(self, info: ObjectInfo, parent: int) -> int:
+        self._writable()
+        if parent in (0, ROOT):
+            parent_rel = ""
+        else:
+            p = self._entries.get(parent)
+            if p is None or not p.is_dir:
+                raise OperationError(ResponseCode.InvalidParentObject, f"0x{parent:08X} is no folder")
+            parent_rel = p.relpath
+        name = info.filename
+        if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name \
+                or name.startswith(UPLOAD_PREFIX):
+            raise OperationError(ResponseCode.InvalidParameter, f"unusable filename {name!r}")
+        if info.object_format == ObjectFormat.Association:
+            rel = self._unique(parent_rel, name)
+            os.mkdir(self._abs(rel))
+            h = self._add(rel, True)
+            self._notify(EventCode.ObjectAdded, h)
+            return h
+        free = shutil.disk_usage(self.root).free
+        if info.object_compressed_size > free:
+            raise OperationError(ResponseCode.StoreFull,
+                                 f"{info.object_compressed_size} bytes do not fit in {free}")
+        h = self._next_handle
+        self._next_handle += 1
+        self._reservations[h] = (self._unique(parent_rel, name), info, free)
+        return h
+
+    def _unique(self, parent_rel: str, name: str) -> str:
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            stem, ext = name, ""
+        candidate, n = name, 1
+        while os.path.lexists(self._abs(f"{parent_rel}/{candidate}" if parent_rel else candidate)):
+            candidate = f"{stem}_{n}{dot}{ext}"
+            n += 1
+        return f"{parent_rel}/{candidate}" if parent_rel else candidate
+
+    def receive(self, handle: int) -> IUpload:
+        self._writable()
+        reservation = self._reservations.get(handle)
+        if reservation is None:
+            raise OperationError(ResponseCode.NoValidObjectInfo, "SendObject without SendObjectInfo")
+        rel, _info, free = reservation
+        return _Upload(self, handle, self._abs(rel), free)
+
+    def setProtection(self, handle: int, status: int) -> None:
+        self._writable()
+        e = self._entry(handle)
+        path = self._abs(e.relpath)
+        mode = os.stat(path).st_mode
+        if status == ProtectionStatus.ReadOnly:
+            os.chmod(path, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        elif status == ProtectionStatus.NoProtection:
+            os.chmod(path, mode | stat.S_IWUSR)
+        else:
+            raise OperationError(ResponseCode.InvalidParameter, f"protection status {status}")
+        e.info = None
+
+    def format(self) -> None:
+        if not self.allow_format:
+            raise OperationError(ResponseCode.AccessDenied, "formatting is disabled")
+        self._writable()
+        for h in [h for h, e in self._entries.items() if e.parent == 0]:
+            e = self._entries[h]
+            path = self._abs(e.relpath)
+            if e.is_dir:
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        self.scan()
