@@ -37,10 +37,10 @@ from ptpip.wire.constants import DevicePropCode, EventCode, ObjectFormat
 from ptpip.wire.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc, ObjectInfo
 from ptpip.wire.errors import ConnectionClosed, PTPIPError, PTPResponseError
 
-from .commands import CAMERA_CONTROLS, Number
 from .devices import Entry
-from .errors import FileUnavailable, NotImplementedHere, RemoteProtocolError
 from .interfaces import ICamera, IMediaSource, IMediaStore, IRecording
+from .wire.commands import CAMERA_CONTROLS, Number
+from .wire.errors import FileUnavailable, NotImplementedHere, RemoteProtocolError
 
 log = Logger()
 
@@ -195,6 +195,7 @@ class _PTPObjectSource:
     """GetObject streamed into the data connection, with backpressure."""
 
     live = False
+    rtp_input = False
 
     def __init__(self, client: PTPClient, handle: int, size: int) -> None:
         self.client = client

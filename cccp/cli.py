@@ -24,8 +24,8 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.internet import error as ierror
 
-from .commands import CAMERA_CONTROLS, Reply, format_number
-from .errors import CCCPError, CommandFailed, ConnectionLost, LocalProtocolError
+from .wire.commands import CAMERA_CONTROLS, Reply, format_number
+from .wire.errors import CCCPError, CommandFailed, ConnectionLost, LocalProtocolError
 
 NAMES = {"iris": "IRIS", "sens": "SENS", "sensitivity": "SENS", "roll": "ROLL", "pan": "PAN", "tilt": "TILT",
          "zoom": "ZOOM", "hori": "HORI", "horizontal": "HORI", "vert": "VERT", "vertical": "VERT",
@@ -214,7 +214,7 @@ async def _connect(reactor: Any, url: str) -> Any:
 
 
 def _path(url: str) -> str:
-    from .url import parse_url
+    from .wire.url import parse_url
     return parse_url(url).path
 
 
@@ -329,7 +329,7 @@ async def cmd_get(reactor: Any, args: argparse.Namespace) -> None:
 
 def _check_ts(path: str) -> None:
     """Refuse a file that is not whole MPEG2-TS packets (sync byte every 188 bytes)."""
-    from .media import TS_PACKET, TS_SYNC
+    from .wire.media import TS_PACKET, TS_SYNC
     size = os.path.getsize(path)
     hint = "; send it as it is with --type I over TCP"
     if size == 0 or size % TS_PACKET:
@@ -499,7 +499,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _where(args: argparse.Namespace) -> str:
     try:
-        from .url import parse_url
+        from .wire.url import parse_url
         u = parse_url(args.url)
         return f" at {u.host}:{u.port}"
     except Exception:

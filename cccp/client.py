@@ -24,7 +24,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .commands import (
+from .data import DataProtocol, connect_active, listen_passive
+from .stream import MediaReceiver, MediaSender, listen_udp, multicast_receiver
+from .wire.commands import (
+    DEFAULT_PORT,
     CameraStatus,
     Reply,
     ReplyParser,
@@ -39,10 +42,7 @@ from .commands import (
     parse_tsta,
     parse_type,
 )
-from .data import DataProtocol, connect_active, listen_passive
-from .errors import CommandFailed, ConnectionLost, LocalProtocolError, RemoteProtocolError
-from .server import DEFAULT_PORT
-from .stream import MediaReceiver, MediaSender, listen_udp, multicast_receiver
+from .wire.errors import CommandFailed, ConnectionLost, LocalProtocolError, RemoteProtocolError
 
 TRANSFER_FINAL = frozenset({226, 425, 426, 451, 452, 552})
 
@@ -165,8 +165,8 @@ class CCCPClient(protocol.Protocol):
     # -- commands ----------------------------------------------------------------------
     def sendCommand(self, line: str, *, transfer: bool = False,
                     on_preliminary: Callable[[Reply], Any] | None = None) -> defer.Deferred[Reply]:
-        """Send one command line; fires with its final :class:`~cccp.commands.Reply`
-        or fails with :class:`~cccp.errors.CommandFailed` for 4xx/5xx."""
+        """Send one command line; fires with its final :class:`~cccp.wire.commands.Reply`
+        or fails with :class:`~cccp.wire.errors.CommandFailed` for 4xx/5xx."""
         if "\n" in line or "\r" in line:
             return defer.fail(LocalProtocolError("a command is one line"))
         if self.closed:
@@ -563,7 +563,7 @@ class CCCPClient(protocol.Protocol):
 
     @defer.inlineCallbacks
     def tapeStatus(self) -> Any:
-        """TSTA, parsed: a :class:`~cccp.commands.TapeStatus` (state and position)."""
+        """TSTA, parsed: a :class:`~cccp.wire.commands.TapeStatus` (state and position)."""
         r = yield self._cmd("TSTA")
         return parse_tsta(r.lines)
 
@@ -615,7 +615,7 @@ class CCCPClient(protocol.Protocol):
 
     @defer.inlineCallbacks
     def cameraStatus(self) -> Any:
-        """CSTA, parsed: a :class:`~cccp.commands.CameraStatus` with ``(min, current, max)`` of every control."""
+        """CSTA, parsed: a :class:`~cccp.wire.commands.CameraStatus` with ``(min, current, max)`` of every control."""
         r = yield self._cmd("CSTA")
         return parse_csta(r.lines)
 
@@ -649,7 +649,7 @@ def connect(reactor: Any, host: str, port: int = DEFAULT_PORT, *, user: str | No
 
 
 def connect_url(reactor: Any, url: str, **kwargs: Any) -> defer.Deferred[CCCPClient]:
-    from .url import parse_url
+    from .wire.url import parse_url
     u = parse_url(url)
     kwargs.setdefault("user", u.user or "anonymous")
     kwargs.setdefault("password", u.password if u.password is not None else "cccp@")

@@ -1,12 +1,13 @@
 """CCCP data connections over TCP: passive (PASV) listeners that accept only the
-control connection's peer, and active (PORT) connections to that peer."""
+control connection's peer, active (PORT) connections to that peer, and a consumer
+that counts what it passes on. (Stored files go out with :mod:`ptpip.sendfile`.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IConsumer, IPushProducer, IWriteDescriptor
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -180,151 +181,13 @@ def connect_active(reactor: Any, host: str, port: int, timeout: float = 30.0,
     return factory.result
 
 
-def _writers() -> list[Any]:
-    from twisted.internet import reactor
-    return list(reactor.getWriters())
-
-
-@implementer(IPushProducer, IWriteDescriptor)
-class SendfileSender:
-    """Sends a region of a file to a TCP transport with ``os.sendfile`` (no copies in
-    Python), waiting for writability through Twisted's producer protocol.
-
-    :meth:`attempt` returns None where the transport is not a plain TCP socket.
-    """
-
-    #: Bytes per sendfile call. Small enough that what the kernel copies into the socket is
-    #: still in the cache when the receiver on the other core reads it: with 1 MiB calls a
-    #: loopback RETR ran at ~3.0 GB/s here, with 128 KiB at ~3.9 GB/s (64 KiB costs more
-    #: in calls than it gains).
-    CHUNK = 128 << 10
-
-    def __init__(self, transport: Any, fd: int, offset: int, length: int) -> None:
-        self.transport = transport
-        self.fd = fd
-        self.offset = offset
-        self.left = length
-        self.sent = 0
-        self.paused = False
-        self.stopped = False
-        self.done: defer.Deferred[int] = defer.Deferred()
-
-    @classmethod
-    def attempt(cls, transport: Any, fd: int, offset: int, length: int) -> SendfileSender | None:
-        import os
-        if not hasattr(os, "sendfile") or getattr(transport, "producer", None) is not None:
-            return None
-        if not all(hasattr(transport, a) for a in ("socket", "dataBuffer", "offset", "_tempDataLen",
-                                                   "startWriting", "producerPaused")):
-            return None
-        if hasattr(transport, "getPeerCertificate"):
-            return None
-        return cls(transport, fd, offset, length)
-
-    def start(self) -> defer.Deferred[int]:
-        self.transport.registerProducer(self, True)
-        self._pump()
-        return self.done
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._pump()
-
-    def stopProducing(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            if not self.done.called:
-                self.done.errback(error.ConnectionLost("the data connection went away"))
-
-    def _wait(self) -> None:
-        """Twisted still holds bytes for the socket: let it write them, then resume us."""
-        self.transport.producerPaused = True
-        self.transport.startWriting()
-
-    # While the transport neither reads nor writes, we watch the socket for writability
-    # ourselves (an IWriteDescriptor on the same file descriptor): one epoll wake-up and
-    # one sendfile per round, as a sendfile server in C would do it.
-    def fileno(self) -> int:
-        return self.transport.socket.fileno()
-
-    def logPrefix(self) -> str:
-        return "SendfileSender"
-
-    def doWrite(self) -> None:
-        self._pump()
-
-    def connectionLost(self, reason: Any) -> None:
-        self._end(error.ConnectionLost("the data connection went away"))
-
-    def _watch(self, on: bool) -> None:
-        from twisted.internet import reactor
-        if on and not self._watching:
-            reactor.addWriter(self)
-        elif not on and self._watching:
-            reactor.removeWriter(self)
-        self._watching = on
-
-    _watching = False
-
-    def _pump(self) -> None:
-        import os
-        t = self.transport
-        while not self.paused and not self.stopped and self.left > 0:
-            if len(t.dataBuffer) - t.offset or t._tempDataLen:
-                self._watch(False)
-                self._wait()
-                return
-            try:
-                n = os.sendfile(t.socket.fileno(), self.fd, self.offset, min(self.left, self.CHUNK))
-            except BlockingIOError:
-                if getattr(t, "reading", False) or t in _writers():
-                    self._wait()
-                else:
-                    self._watch(True)
-                return
-            except OSError as e:
-                self._end(e)
-                return
-            if n == 0:
-                self._end(OSError(f"the file ended with {self.left} bytes still to send"))
-                return
-            self.offset += n
-            self.left -= n
-            self.sent += n
-        if self.left == 0 and not self.stopped:
-            self._end(None)
-
-    def _end(self, err: Exception | None) -> None:
-        self._watch(False)
-        self.stopped = True
-        if self.transport.producer is self:
-            self.transport.unregisterProducer()
-        if not self.done.called:
-            if err is None:
-                self.done.callback(self.sent)
-            else:
-                self.done.errback(err)
-
-
 @implementer(IConsumer)
 class CountingConsumer:
     """Passes writes to a transport and counts them (for STAT during a transfer)."""
 
     def __init__(self, transport: Any) -> None:
         self.transport = transport
-        self._count = 0
-        self._pump: Any = None
-
-    def count_from(self, pump: Any) -> None:
-        """Bytes sent around us (by sendfile) count too."""
-        self._pump = pump
-
-    @property
-    def count(self) -> int:
-        return self._count + (self._pump.sent if self._pump is not None else 0)
+        self.count = 0
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.transport.registerProducer(producer, streaming)
@@ -333,5 +196,5 @@ class CountingConsumer:
         self.transport.unregisterProducer()
 
     def write(self, data: bytes) -> None:
-        self._count += len(data)
+        self.count += len(data)
         self.transport.write(data)

@@ -24,9 +24,9 @@ class ICamera(Interface):
         """``(minimum, current, maximum)`` of control *name* as Decimals."""
 
     def control(name, number):
-        """Apply a :class:`~cccp.commands.Number` (absolute, relative or a small
+        """Apply a :class:`~cccp.wire.commands.Number` (absolute, relative or a small
         step) to control *name*; return (or a Deferred of) the new current value.
-        Raise :class:`~cccp.errors.NotImplementedHere` for an unsupported control."""
+        Raise :class:`~cccp.wire.errors.NotImplementedHere` for an unsupported control."""
 
 
 class ITapeDeck(Interface):
@@ -61,6 +61,12 @@ class IMediaSource(IPushProducer):
     """
 
     length = Attribute("Total bytes, or None for a live stream.")
+    live = Attribute(
+        "True for a source that runs in real time by itself (an encoder, a camera): the "
+        "sender does not pace it by its PCR, and it is never sent as a plain file.")
+    rtp_input = Attribute(
+        "True when the source writes RTP packets (one per write) rather than MPEG2-TS: an "
+        "encoder that packetises a payload type other than 33 itself.")
 
     def startProducing(consumer):
         """Write into *consumer*; return a Deferred that fires when done."""
@@ -102,8 +108,12 @@ class IMediaStore(Interface):
     def stat(path):
         """The :class:`~cccp.devices.Entry` of *path*; FileUnavailable if absent."""
 
-    def open(path, offset=0):
-        """An :class:`IMediaSource` for the medium at *path*."""
+    def open(path, offset=0, payload_type=33):
+        """An :class:`IMediaSource` for the medium at *path*, from byte *offset*, sent
+        as RTP *payload_type* (33: MPEG2-TS, what every stored clip is). Raise
+        :class:`~cccp.wire.errors.ParameterNotImplemented` for a payload type the
+        medium cannot be sent as, :class:`~cccp.wire.errors.FileUnavailable` when
+        there is none."""
 
     def receive(path):
         """An :class:`IRecording` that will land at *path*."""

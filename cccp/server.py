@@ -2,154 +2,80 @@
 commands at all times, also while data flows (draft section 1: "server and
 client must monitor the control and data connections simultaneously").
 
-:class:`CCCPFactory` builds a :class:`CCCPServerProtocol` per control
-connection. Devices come from the avatar that :mod:`twisted.cred` returns
-(:class:`~cccp.realm.ICCCPUser`): a media store, a camera and a tape deck.
+:class:`CCCPFactory` builds a :class:`CCCPServerProtocol` per control connection.
+The protocol is thin: command lines come out of a bounded
+:class:`~cccp.wire.session.LineBuffer`, :class:`~cccp.wire.session.Session`
+decides what they may do (login phase, working directory, TYPE and MODE, the
+transfer plan), :mod:`twisted.cred` logs users in, and the devices of the avatar
+(:class:`~cccp.realm.ICCCPUser`: a media store, a camera, a tape deck) answer.
+Data ports and transfers are :class:`~cccp.transfers.Transfers`.
 """
 
 from __future__ import annotations
 
-import posixpath
 import socket
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
 from twisted.cred import credentials
 from twisted.cred import error as cred_error
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .commands import (
-    ALL_COMMANDS,
+from .interfaces import ICamera, IMediaSource, IMediaStore, ITapeDeck
+from .realm import ICCCPUser
+from .transfers import Transfers
+from .wire.commands import (
     CAMERA_CONTROLS,
-    FTP_ONLY,
+    DEFAULT_PORT,
+    HELP_TEXT,
     MAX_LINE,
     CameraStatus,
     TapeStatus,
-    TransferMode,
-    TransferType,
     csta_lines,
-    format_host_port,
     format_number,
     format_reply,
+    help_lines,
+    list_line,
     parse_command,
     parse_host_port,
-    parse_mode,
     parse_number,
-    parse_type,
     tsta_lines,
 )
-from .data import CountingConsumer, DataProtocol, PassiveFactory, connect_active, listen_passive
-from .devices import Entry
-from .errors import (
+from .wire.errors import (
     FileUnavailable,
     NotImplementedHere,
     ParameterNotImplemented,
     RemoteProtocolError,
     SyntaxErrorInArguments,
 )
-from .media import RTP_MP2T
-from .realm import ICCCPUser
-from .stream import (
-    MediaReceiver,
-    MediaSender,
-    StreamStopped,
-    UDPEndpoint,
-    is_multicast,
-    listen_udp,
-    multicast_receiver,
-    multicast_sender,
-)
+from .wire.media import RTP_MP2T
+from .wire.session import TOO_LONG, LineBuffer, LoginPhase, Session, TransferPlan
 
-#: The draft leaves the port "to be assigned by IANA"; we use this one by default.
-DEFAULT_PORT = 5021
-
-ANONYMOUS_NAMES = ("anonymous", "ftp")
-PRE_LOGIN = frozenset({"USER", "PASS", "QUIT", "HELP", "NOOP", "SYST"})
-
-HELP_TEXT: dict[str, str] = {
-    "USER": "USER <name>", "PASS": "PASS <password>", "ACCT": "ACCT <account>",
-    "CWD": "CWD <path>", "CDUP": "CDUP", "SMNT": "SMNT <path>", "REIN": "REIN", "QUIT": "QUIT",
-    "PWD": "PWD", "LIST": "LIST [<path>]", "NLST": "NLST [<path>]", "SYST": "SYST",
-    "STAT": "STAT [<path>]", "HELP": "HELP [<command>]", "NOOP": "NOOP",
-    "PORT": "PORT h1,h2,h3,h4,p1,p2", "PASV": "PASV",
-    "TYPE": "TYPE A [N] | I [M MP@ML|SP@ML | R pt[,pt...]]", "MODE": "MODE S [qos] | P n [qos]",
-    "RETR": "RETR <path>", "STOR": "STOR <path>", "ABOR": "ABOR",
-    "PLAY": "PLAY [stop-position [speed]]", "PAUS": "PAUS", "RECO": "RECO [stop-position [speed]] (also REC)",
-    "FF": "FF [stop-position [speed]]", "TSTA": "TSTA",
-    "IRIS": "IRIS <number> (+ opens)", "SENS": "SENS <number> (+ brighter)",
-    "ROLL": "ROLL <number> (+ clockwise)", "PAN": "PAN <number> (+ view moves right)",
-    "TILT": "TILT <number> (+ view moves up)", "ZOOM": "ZOOM <number> (+ narrower view)",
-    "HORI": "HORI <number> (+ right)", "VERT": "VERT <number> (+ up)", "DEPT": "DEPT <number> (+ forward)",
-    "FOCU": "FOCU <number> (+ farther)", "CSTA": "CSTA",
-}
-
-
-@dataclass
-class _Transfer:
-    verb: str
-    path: str
-    data: Any                       # a DataProtocol (TCP) or a UDPEndpoint
-    started: float
-    counter: Any = None
-    source: Any = None
-    recording: Any = None
-    sender: Any = None              # a MediaSender
-    receiver: Any = None            # a MediaReceiver
-    aborted: bool = False
-    udp: bool = False
-    failure: Any = None             # why the source failed, if it did
-    finished: Any = None            # fires when a UDP recording is ended by ABOR
-
-    @property
-    def transferred(self) -> int:
-        if self.sender is not None:
-            return self.sender.sent
-        if self.receiver is not None:
-            return self.receiver.bytes
-        if self.counter is not None:
-            return self.counter.count
-        return self.data.received
-
-    def close_data(self, abort: bool = False) -> None:
-        if self.udp:
-            self.data.close()
-        elif abort:
-            self.data.abort()
-        else:
-            self.data.close()
+__all__ = ["DEFAULT_PORT", "HELP_TEXT", "CCCPFactory", "CCCPServerProtocol"]
 
 
 class CCCPServerProtocol(protocol.Protocol):
     """One CCCP control connection."""
 
-    # Set by makeConnection: a tcp.Connection, which is an ITCPTransport, IConsumer and
-    # IPushProducer at once (and whose internals the sendfile paths use).
+    # Set by makeConnection: a tcp.Connection (ITCPTransport, IConsumer, IPushProducer).
     transport: Any
 
     log = Logger()
     factory: CCCPFactory
 
     def __init__(self) -> None:
-        self._buffer = b""
-        self._discarding = False
+        self.lines = LineBuffer(MAX_LINE)
+        self.session: Session = Session()
+        self.transfers = Transfers(self)
         self.user: ICCCPUser | None = None
         self._logout: Callable[[], None] | None = None
-        self._pending_user: str | None = None
         self._failed_logins = 0
-        self._login_busy = False
-        self.cwd = "/"
-        self.type = TransferType("A")
-        self.mode = TransferMode("S")
-        self._passive: PassiveFactory | UDPEndpoint | None = None
-        self._active: tuple[str, int] | None = None
-        self.transfer: _Transfer | None = None
         self._idle: Any = None
         self._closing = False
+        self.peer_host: str | None = None
 
     # -- connection -------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -160,8 +86,8 @@ class CCCPServerProtocol(protocol.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
             except OSError:
                 pass
-        peer = self.transport.getPeer()
-        self.peer_host = getattr(peer, "host", None)
+        self.session = Session(self.factory.allow_anonymous)
+        self.peer_host = getattr(self.transport.getPeer(), "host", None)
         refusal = self.factory.admit(self)
         if refusal:
             self.reply(421, refusal)
@@ -174,71 +100,60 @@ class CCCPServerProtocol(protocol.Protocol):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.factory.release(self)
         self._cancelIdle()
-        self._abortTransfer()
-        self._closePassive()
-        if self._logout is not None:
-            self._logout()
-            self._logout = None
+        self.transfers.close()
+        self._logoutUser()
 
     def reply(self, code: int, text: str | list[str]) -> None:
         if (self.transport is not None and not self._closing) or code in (221, 421):
             self.transport.write(format_reply(code, text))
 
+    def close(self) -> None:
+        """Close the control connection after what is already written."""
+        self._closing = True
+        self.transport.loseConnection()
+
+    def transferEnded(self) -> None:
+        """A transfer has ended: idleness counts from now."""
+        self._resetIdle()
+
     # -- lines ----------------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
-        self._buffer += data
-        while not self._closing:
-            nl = self._buffer.find(b"\n")
-            if nl < 0:
-                if len(self._buffer) > MAX_LINE:
-                    if not self._discarding:
-                        self.reply(500, f"Command line too long (more than {MAX_LINE} bytes)")
-                    self._discarding = True
-                    self._buffer = b""
+        self.lines.feed(data)
+        self._readLines()
+
+    def _readLines(self) -> None:
+        while not self._closing and not self._checking:
+            line = self.lines.next_line()
+            if line is None:
                 return
-            line, self._buffer = self._buffer[:nl], self._buffer[nl + 1:]
-            if self._discarding:
-                self._discarding = False
-                continue
-            if len(line) > MAX_LINE:
+            if line is TOO_LONG:
                 self.reply(500, f"Command line too long (more than {MAX_LINE} bytes)")
                 continue
-            self.lineReceived(line.rstrip(b"\r"))
-            if self._login_busy:
-                # A failed login is answered after a delay; read nothing meanwhile.
-                self.transport.pauseProducing()
-                return
+            self.lineReceived(cast(bytes, line))
+
+    @property
+    def _checking(self) -> bool:
+        # A password is with the checker (a failed one is answered after a delay): the
+        # commands after it wait their turn.
+        return self.session.login is LoginPhase.CHECKING
 
     def lineReceived(self, line: bytes) -> None:
         self._resetIdle()
         try:
             command = parse_command(line)
-        except RemoteProtocolError as e:
-            self.reply(e.code, str(e))
-            return
-        verb = command.verb
-        if verb in FTP_ONLY:
-            self.reply(502, f"{command.raw_verb.upper()} does not exist in CCCP")
-            return
-        handler = getattr(self, f"cccp_{verb}", None)
-        if handler is None or verb not in ALL_COMMANDS:
-            self.reply(500, f"Syntax error, command unrecognized: {command.raw_verb[:20]}")
-            return
-        if self.user is None and verb not in PRE_LOGIN:
-            self.reply(530, "Please login with USER and PASS")
-            return
-        try:
+            self.session.check(command)
+            handler = getattr(self, f"cccp_{command.verb}")
             result = handler(command.arg)
         except RemoteProtocolError as e:
             self.reply(e.code, str(e))
             return
         except Exception:
-            self.log.failure("{verb} failed", verb=verb)
+            self.log.failure("{line!r} failed", line=line[:40])
             self.reply(451, "Requested action aborted: local error in processing")
             return
         if isinstance(result, defer.Deferred):
             result.addCallback(self._sendResult)
-            result.addErrback(self._sendError, verb)
+            result.addErrback(self._sendError, command.verb)
         else:
             self._sendResult(result)
 
@@ -267,53 +182,38 @@ class CCCPServerProtocol(protocol.Protocol):
 
     def _idleTimeout(self) -> None:
         self._idle = None
-        if self.transfer is not None:
+        if self.transfers.current is not None:
             self._resetIdle()           # a running transfer is not idleness
             return
         self.reply(421, f"Idle for {self.factory.idle_timeout:g} seconds; closing control connection")
-        self._closing = True
-        self.transport.loseConnection()
+        self.close()
 
-    # -- helpers ---------------------------------------------------------------------
-    def _path(self, arg: str | None) -> str:
-        if arg is None or arg == "":
-            return self.cwd
-        return posixpath.normpath(posixpath.join(self.cwd, arg)) if not arg.startswith("/") else \
-            posixpath.normpath(arg)
-
-    def _store(self) -> Any:
+    # -- devices ----------------------------------------------------------------------
+    def _store(self) -> IMediaStore:
         if self.user is None or self.user.store is None:
             raise NotImplementedHere("This device has no media store")
-        return self.user.store
+        return cast(IMediaStore, self.user.store)
 
-    def _camera(self) -> Any:
+    def _camera(self) -> ICamera:
         if self.user is None or self.user.camera is None:
             raise NotImplementedHere("This device has no camera controls")
-        return self.user.camera
+        return cast(ICamera, self.user.camera)
 
-    def _deck(self) -> Any:
+    def _deck(self) -> ITapeDeck:
         if self.user is None or self.user.deck is None:
             raise NotImplementedHere("This device has no tape control")
-        return self.user.deck
+        return cast(ITapeDeck, self.user.deck)
 
     # -- login (RFC 959) ----------------------------------------------------------------
     def cccp_USER(self, arg: str | None) -> tuple[int, str]:
-        if not arg:
-            raise SyntaxErrorInArguments("USER needs a user name")
-        if self.user is not None:
+        if arg and self.user is not None:
             self._logoutUser()
-        self._pending_user = arg
-        if arg.lower() in ANONYMOUS_NAMES and self.factory.allow_anonymous:
-            return 331, "Guest login ok, send your e-mail address as password"
-        return 331, f"Password required for {arg}"
+        return self.session.user(arg)
 
     def cccp_PASS(self, arg: str | None) -> Any:
-        if self.user is not None:
-            return 230, "Already logged in"
-        if self._pending_user is None:
-            return 503, "Login with USER first"
-        name, self._pending_user = self._pending_user, None
-        if name.lower() in ANONYMOUS_NAMES and self.factory.allow_anonymous:
+        name = self.session.begin_password()
+        self.transport.pauseProducing()          # nothing more is read until the answer
+        if self.session.is_anonymous(name):
             d = self.factory.portal.login(credentials.Anonymous(), None, ICCCPUser)
         else:
             # Checkers disagree on bytes or text (strcred's memory checker keeps text,
@@ -329,9 +229,10 @@ class CCCPServerProtocol(protocol.Protocol):
     def _loggedIn(self, result: tuple[Any, Any, Callable[[], None]], name: str) -> tuple[int, str]:
         _iface, avatar, logout = result
         self.user, self._logout = avatar, logout
-        self.cwd = "/"
+        self.session.login_succeeded()
         self._failed_logins = 0
         self.log.info("{peer} logged in as {name}", peer=self.peer_host, name=avatar.name)
+        self._resumeReading()
         if avatar.anonymous:
             return 230, "Guest login ok, access restrictions apply"
         return 230, f"User {name} logged in"
@@ -341,27 +242,28 @@ class CCCPServerProtocol(protocol.Protocol):
         self._failed_logins += 1
         self.log.warn("{peer}: login failed for {name} ({n} of {max})", peer=self.peer_host, name=name,
                       n=self._failed_logins, max=self.factory.max_login_attempts)
-        self._login_busy = True
         d: defer.Deferred[Any] = defer.Deferred()
 
         def answer() -> None:
-            self._login_busy = False
+            self.session.login_failed()
             if self._failed_logins >= self.factory.max_login_attempts:
                 self.reply(530, "Login incorrect")
                 self.reply(421, "Too many failed logins; closing control connection")
-                self._closing = True
-                self.transport.loseConnection()
+                self.close()
                 d.callback(None)
                 return
             d.callback((530, "Login incorrect"))
-            if self.transport is not None:
-                self.transport.resumeProducing()
-                self.reactor_call(self.dataReceived, b"")
+            self._resumeReading()
         self.factory.reactor.callLater(self.factory.login_delay, answer)
         return d
 
-    def reactor_call(self, f: Callable[..., Any], *a: Any) -> None:
-        self.factory.reactor.callLater(0, f, *a)
+    def _resumeReading(self) -> None:
+        """Read the commands that waited for a login's answer (after that answer)."""
+        if self._closing:
+            return
+        self.transport.resumeProducing()
+        if self.lines.pending:
+            self.factory.reactor.callLater(0, self._readLines)
 
     def _logoutUser(self) -> None:
         if self._logout is not None:
@@ -376,35 +278,30 @@ class CCCPServerProtocol(protocol.Protocol):
     def cccp_REIN(self, arg: str | None) -> tuple[int, str]:
         # RFC 959: flush the user; a transfer in progress completes.
         self._logoutUser()
-        self._pending_user = None
-        self.cwd = "/"
-        self.type, self.mode = TransferType("A"), TransferMode("S")
-        self._closePassive()
-        self._active = None
+        self.session.reinitialize()
+        self.transfers.forgetPorts()
         return 220, "Service ready for new user"
 
     def cccp_QUIT(self, arg: str | None) -> None:
         self.reply(221, "Goodbye")
-        self._closing = True
-        self.transport.loseConnection()
+        self.close()
         return None
 
     # -- navigation ---------------------------------------------------------------------
     def cccp_PWD(self, arg: str | None) -> tuple[int, str]:
-        return 257, '"' + self.cwd.replace('"', '""') + '" is the current directory'
+        return 257, '"' + self.session.cwd.replace('"', '""') + '" is the current directory'
 
     def cccp_CWD(self, arg: str | None) -> tuple[int, str]:
         if not arg:
             raise SyntaxErrorInArguments("CWD needs a path")
-        path = self._path(arg)
+        path = self.session.resolve(arg)
         if not self._store().isdir(path):
             raise FileUnavailable(f"{arg}: no such directory")
-        self.cwd = path
+        self.session.change_directory(path)
         return 250, f'Directory changed to "{path}"'
 
     def cccp_CDUP(self, arg: str | None) -> tuple[int, str]:
-        self.cwd = posixpath.dirname(self.cwd.rstrip("/")) or "/"
-        return 200, f'Directory changed to "{self.cwd}"'
+        return 200, f'Directory changed to "{self.session.up()}"'
 
     def cccp_SMNT(self, arg: str | None) -> tuple[int, str]:
         if not arg:
@@ -424,406 +321,86 @@ class CCCPServerProtocol(protocol.Protocol):
             if verb in HELP_TEXT:
                 return 214, f"Syntax: {HELP_TEXT[verb]}"
             raise NotImplementedHere(f"Unknown command {arg.strip()[:20]}")
-        names = list(ALL_COMMANDS)
-        rows = [" ".join(f"{n:<5}" for n in names[i:i + 8]).rstrip() for i in range(0, len(names), 8)]
-        return 214, ["The following commands are recognized (REC is RECO):"] + rows + ["Help OK"]
+        return 214, help_lines()
 
     # -- status ---------------------------------------------------------------------------
     def cccp_STAT(self, arg: str | None) -> tuple[int, str | list[str]]:
         if arg:
-            path = self._path(arg)
+            path = self.session.resolve(arg)
             store = self._store()
             entries = store.listdir(path)
             code = 212 if store.isdir(path) else 213
-            return code, [f"Status of {path}:"] + [_list_line(e) for e in entries] + ["End of status"]
+            return code, [f"Status of {path}:"] + [list_line(e) for e in entries] + ["End of status"]
+        s = self.session
         lines = ["CCCP server status:", f"Connected from {self.peer_host}"]
         lines.append(f"Logged in as {self.user.name}" if self.user else "Not logged in")
-        lines.append(f"TYPE: {self.type.describe()}; MODE: {self.mode.describe()}")
+        lines.append(f"TYPE: {s.type.describe()}; MODE: {s.mode.describe()}")
         lines.append("QoS: recorded only; transfers are best effort (the QoS format is undetermined)")
-        if self.transfer is not None:
-            t = self.transfer
-            lines.append(f"{t.verb} {t.path} in progress: {t.transferred} bytes in "
-                         f"{time.monotonic() - t.started:.1f} s")
-        else:
-            lines.append("No data transfer in progress")
+        lines.append(self.transfers.status())
         return 211, lines + ["End of status"]
 
-    # -- TYPE / MODE -----------------------------------------------------------------
+    # -- TYPE / MODE and data ports ----------------------------------------------------------
     def cccp_TYPE(self, arg: str | None) -> tuple[int, str]:
-        t = parse_type(arg)
-        if t.format == "R" and self.mode.code == "P" and self.mode.per_packet != 1:
-            raise SyntaxErrorInArguments(
-                f"RTP carries one RTP packet per datagram: MODE P {self.mode.per_packet} must be MODE P 1 first")
-        self.type = t
-        return 200, f"Type set to {t.describe()}"
+        return 200, f"Type set to {self.session.set_type(arg).describe()}"
 
     def cccp_MODE(self, arg: str | None) -> tuple[int, str]:
-        m = parse_mode(arg)
-        if m.code == "P" and self.type.format == "R" and m.per_packet != 1:
-            raise SyntaxErrorInArguments("MODE P n with TYPE I R: n must be 1 (one RTP packet per datagram)")
-        if m.code == "P" and m.per_packet > 64:
-            raise ParameterNotImplemented(f"MODE P {m.per_packet}: at most 64 TS packets fit in a datagram")
-        if m.code != self.mode.code:
-            self._closePassive()
-            self._active = None
-        self.mode = m
-        return 200, f"Mode set to {m.describe()}"
-
-    # -- data ports -------------------------------------------------------------------
-    def _closePassive(self) -> None:
-        """Drop a PASV listener (and a connection it accepted) that no transfer used."""
-        passive, self._passive = self._passive, None
-        if passive is None:
-            return
-        if isinstance(passive, UDPEndpoint):
-            passive.close()
-            return
-        passive.stop()
-        passive.accepted.addCallback(lambda p: p.abort())
-        passive.accepted.addErrback(lambda f: None)
+        if self.session.set_mode(arg):
+            self.transfers.forgetPorts()
+        return 200, f"Mode set to {self.session.mode.describe()}"
 
     def cccp_PORT(self, arg: str | None) -> tuple[int, str]:
         host, port = parse_host_port(arg)
-        udp = self.mode.code == "P"
-        if udp and is_multicast(host):
-            if not self.factory.multicast_ok:
-                raise SyntaxErrorInArguments(f"Multicast group {host} refused: multicast is not enabled here")
-        elif host != self.peer_host and not self.factory.allow_foreign_port:
-            self.log.warn("{peer}: refused PORT to foreign address {host}:{port}", peer=self.peer_host,
-                          host=host, port=port)
-            raise SyntaxErrorInArguments(f"Rejected data connection to foreign address {host}:{port}")
-        if port < 1024:
-            raise SyntaxErrorInArguments(f"Rejected data connection to privileged port {port}")
-        self._closePassive()
-        self._active = (host, port)
-        return 200, f"PORT command successful{' (UDP)' if udp else ''}"
+        return self.transfers.port(host, port, self.session.udp)
 
     def cccp_PASV(self, arg: str | None) -> tuple[int, str]:
-        self._closePassive()
-        self._active = None
-        local = self.transport.getHost()
-        try:
-            if self.mode.code == "P":
-                self._passive = listen_udp(self.factory.reactor, local.host, self.peer_host,
-                                           self.factory.passive_ports)
-                port = self._passive.port.getHost().port
-            else:
-                self._passive = listen_passive(self.factory.reactor, local.host, self.peer_host,
-                                               self.factory.passive_ports)
-                port = self._passive.port.getHost().port
-        except error.CannotListenError:
-            return 425, "Can't open passive connection: no free port in the passive range"
-        shown = self.factory.masquerade or local.host
-        return 227, f"Entering Passive Mode ({format_host_port(shown, port)})"
+        return self.transfers.passive(self.session.udp)
 
-    def _openData(self) -> defer.Deferred[DataProtocol]:
-        """The TCP data connection of MODE S (PASV accepted or PORT connected)."""
-        if isinstance(self._passive, PassiveFactory):
-            passive, self._passive = self._passive, None
-            d = passive.accepted
-            d.addTimeout(self.factory.data_timeout, self.factory.reactor)
-
-            def stop(result: Any) -> Any:
-                passive.stop()
-                return result
-            return d.addBoth(stop)
-        if self._active is not None:
-            host, port = self._active
-            self._active = None
-            return connect_active(self.factory.reactor, host, port, self.factory.data_timeout,
-                                  bind=self.transport.getHost().host)
-        return defer.fail(RemoteProtocolError("Use PORT or PASV first", 425))
-
-    def _openUDP(self, sending: bool) -> defer.Deferred[UDPEndpoint]:
-        """The UDP data port of MODE P. Sending: to the PORT address, or to whoever sends
-        the first datagram to our PASV port. Receiving: on the PASV port, or on a multicast
-        group named by PORT."""
-        reactor = self.factory.reactor
-        if isinstance(self._passive, UDPEndpoint):
-            ep, self._passive = self._passive, None
-            if not sending:
-                return defer.succeed(ep)
-            d = ep.first_datagram
-            d.addTimeout(self.factory.data_timeout, reactor)
-
-            def learned(addr: tuple[str, int]) -> UDPEndpoint:
-                ep.peer = addr
-                return ep
-
-            def never(f: Failure) -> Failure:
-                ep.close()
-                return f
-            return d.addCallbacks(learned, never)
-        if self._active is not None:
-            host, port = self._active
-            self._active = None
-            if is_multicast(host):
-                if sending:
-                    return defer.succeed(multicast_sender(
-                        reactor, host, port, ttl=self.factory.multicast_ttl,
-                        interface=self.factory.multicast_interface))
-                return defer.succeed(multicast_receiver(reactor, host, port,
-                                                        self.factory.multicast_interface or "0.0.0.0"))
-            if not sending:
-                return defer.fail(ParameterNotImplemented(
-                    "STOR in MODE P needs PASV (or PORT with a multicast group to record)"))
-            ep = listen_udp(reactor, self.transport.getHost().host)
-            ep.peer = (host, port)
-            return defer.succeed(ep)
-        return defer.fail(RemoteProtocolError("Use PORT or PASV first", 425))
-
-    def _startTransfer(self, verb: str, path: str, kind: str,
-                       run: Callable[[_Transfer], defer.Deferred[Any]], udp: bool = False,
-                       sending: bool = True, size: int | None = None) -> defer.Deferred[Any]:
-        """Open the data port, answer 150, run the transfer; fires with the final reply.
-
-        With *size* the 150 reply ends in ``(N bytes)``, as FTP servers say it and as
-        curl and our client read it for progress.
-        """
-        if self.transfer is not None:
-            raise RemoteProtocolError(f"Bad sequence: {self.transfer.verb} is still in progress", 503)
-
-        def failed(f: Failure) -> Any:
-            if f.check(RemoteProtocolError):
-                return f
-            return 425, f"Can't open data connection: {f.getErrorMessage()}"
-
-        def opened(data: Any) -> defer.Deferred[Any]:
-            t = self.transfer = _Transfer(verb, path, data, time.monotonic(), udp=udp)
-            where = f" to {data.peer[0]}:{data.peer[1]} (UDP)" if udp and data.peer else (" (UDP)" if udp else "")
-            count = f" ({size} bytes)" if size is not None else ""
-            self.reply(150, f"Opening {kind} mode data connection for {path}{where}{count}")
-
-            def broken(f: Failure) -> Failure:
-                self._finish(t, None)
-                t.close_data(abort=True)
-                return f
-            return run(t).addErrback(broken)
-
-        d = self._openUDP(sending) if udp else self._openData()
-        return d.addCallbacks(opened, failed)
-
-    # -- listings --------------------------------------------------------------------------
+    # -- transfers ---------------------------------------------------------------------------
     def cccp_LIST(self, arg: str | None) -> defer.Deferred[Any]:
-        return self._listing("LIST", arg, _list_line)
+        return self._listing("LIST", arg, list_line)
 
     def cccp_NLST(self, arg: str | None) -> defer.Deferred[Any]:
         return self._listing("NLST", arg, lambda e: e.name)
 
-    def _listing(self, verb: str, arg: str | None, fmt: Callable[[Entry], str]) -> defer.Deferred[Any]:
-        if self.mode.code == "P":
-            raise ParameterNotImplemented(f"{verb} needs MODE S: listings are not sent over UDP")
+    def _listing(self, verb: str, arg: str | None, fmt: Callable[[Any], str]) -> defer.Deferred[Any]:
+        self.session.listing(verb)
         if arg and arg.startswith("-"):          # "LIST -la" from ls-style clients
             arg = arg.split(" ", 1)[1] if " " in arg else None
-        path = self._path(arg)
+        path = self.session.resolve(arg)
+        entries = self._store().listdir(path)
+        return self.transfers.listing(verb, path, [fmt(e) for e in entries])
+
+    def _openSource(self, path: str, plan: TransferPlan) -> IMediaSource:
+        """The store's source for *path* in the first payload type it can send."""
         store = self._store()
-        entries = store.listdir(path)
-        text = "".join(fmt(e) + "\r\n" for e in entries).encode()
-
-        def run(t: _Transfer) -> defer.Deferred[Any]:
-            t.counter = CountingConsumer(t.data.transport)
-            t.counter.write(text)
-            t.data.close()
-            return t.data.closed_d.addCallback(self._transferEnded, t)
-        return self._startTransfer(verb, path, "ASCII", run)
-
-    # -- RETR / STOR ----------------------------------------------------------------------
-    def _mediaSpec(self, verb: str) -> tuple[str, int]:
-        """(framing, RTP payload type) for the current TYPE and MODE; 504 where impossible."""
-        if self.type.code == "A":
-            raise ParameterNotImplemented(f"{verb} needs TYPE I: TYPE A is for LIST and NLST only")
-        if self.type.format == "R":
-            if self.mode.code == "P" and self.mode.per_packet != 1:
-                raise ParameterNotImplemented("RTP over UDP carries one RTP packet per datagram: use MODE P 1")
-            return "rtp", self.type.payload_types[0]
-        if self.type.format == "M":
-            return "ts", RTP_MP2T
-        return ("ts" if self.mode.code == "P" else "raw"), RTP_MP2T
-
-    def _openSource(self, path: str, payload_type: int) -> Any:
-        store = self._store()
-        if payload_type != RTP_MP2T and self.type.format == "R":
-            for pt in self.type.payload_types:
-                try:
-                    return store.open(path, payload_type=pt), pt
-                except (ParameterNotImplemented, TypeError):
-                    continue
-            raise ParameterNotImplemented(
-                f"{path} cannot be sent as RTP payload types {','.join(map(str, self.type.payload_types))}")
-        try:
-            return store.open(path, payload_type=payload_type), payload_type
-        except TypeError:                      # a plain IMediaStore without payload types
-            return store.open(path), payload_type
+        if plan.payload_type == RTP_MP2T:
+            return cast(IMediaSource, store.open(path, payload_type=RTP_MP2T))
+        for pt in plan.payload_types:
+            try:
+                return cast(IMediaSource, store.open(path, payload_type=pt))
+            except ParameterNotImplemented:
+                continue
+        raise ParameterNotImplemented(
+            f"{path} cannot be sent as RTP payload types {','.join(map(str, plan.payload_types))}")
 
     def cccp_RETR(self, arg: str | None) -> defer.Deferred[Any]:
         if not arg:
             raise SyntaxErrorInArguments("RETR needs a path")
-        framing, pt = self._mediaSpec("RETR")
-        path = self._path(arg)
-        source, pt = self._openSource(path, pt)
-        udp = self.mode.code == "P"
-        live = getattr(source, "live", False) or getattr(source, "length", 0) is None
-        raw = framing == "raw" and not live
-
-        def run(t: _Transfer) -> defer.Deferred[Any]:
-            t.source = source
-            if raw:
-                t.counter = CountingConsumer(t.data.transport)
-                done = defer.maybeDeferred(source.startProducing, t.counter)
-            else:
-                output = t.data if udp else t.data.transport
-                sender = t.sender = MediaSender(
-                    self.factory.reactor, output, udp=udp, framing="rtp" if framing == "rtp" else "ts",
-                    per_datagram=self.mode.per_packet or 7, paced=not getattr(source, "live", False),
-                    rtp_input=getattr(source, "rtp_input", False))
-                if not udp:
-                    t.data.transport.registerProducer(sender, True)
-                started = defer.maybeDeferred(source.startProducing, sender)
-                started.addBoth(sender.sourceDone)
-                sender._schedule()
-                done = sender.done
-
-            def sent(result: Any) -> Any:
-                if isinstance(result, Failure) and not t.aborted and not result.check(StreamStopped):
-                    self.log.failure("RETR {path} failed", result, path=path)
-                    t.failure = result
-                if udp:
-                    t.close_data()
-                    return None
-                if t.sender is not None:
-                    t.data.transport.unregisterProducer()
-                t.data.close()
-                return t.data.closed_d
-            done.addBoth(sent)
-            return done.addCallback(self._transferEnded, t)
-
-        kind = "BINARY" if raw else ("RTP" if framing == "rtp" else "MPEG2-TS")
-        size = source.length if raw and not udp else None
-        return self._startTransfer("RETR", path, kind, run, udp=udp, sending=True, size=size)
+        plan = self.session.plan("RETR")
+        path = self.session.resolve(arg)
+        return self.transfers.retrieve(path, self._openSource(path, plan), plan)
 
     def cccp_STOR(self, arg: str | None) -> defer.Deferred[Any]:
         if not arg:
             raise SyntaxErrorInArguments("STOR needs a path")
-        framing, _pt = self._mediaSpec("STOR")
+        plan = self.session.plan("STOR")
         if not self.user or not self.user.may_store:
             raise RemoteProtocolError("Permission denied: this user may not store", 550)
-        path = self._path(arg)
-        recording = self._store().receive(path)
-        udp = self.mode.code == "P"
-
-        def run(t: _Transfer) -> defer.Deferred[Any]:
-            t.recording = recording
-            if framing == "raw":
-                t.data.receiveInto(recording)
-            else:
-                t.receiver = MediaReceiver(recording, framing=framing, udp=udp,
-                                           payload_types=self.type.payload_types, strict=True)
-                if udp:
-                    t.data.on_datagram = t.receiver.datagram
-                    t.finished = defer.Deferred()
-                    return t.finished        # a UDP recording ends with ABOR
-                t.data.receiveInto(t.receiver)
-            return t.data.closed_d.addCallback(self._storeEnded, t)
-
-        def never_started(f: Failure) -> Failure:
-            recording.abort()
-            return f
-        kind = "BINARY" if framing == "raw" else ("RTP" if framing == "rtp" else "MPEG2-TS")
-        return self._startTransfer("STOR", path, kind, run, udp=udp, sending=False).addErrback(never_started)
-
-    def _storeEnded(self, reason: BaseException, t: _Transfer) -> tuple[int, str] | defer.Deferred[tuple[int, str] | None] | None:
-        clean = isinstance(reason, error.ConnectionDone) and t.data.failure is None
-        if t.aborted or not clean:
-            t.recording.abort()
-            return self._transferEnded(reason, t)
-        return self._commit(t)
-
-    def _commit(self, t: _Transfer) -> defer.Deferred[tuple[int, str] | None]:
-        """Land the recording (a store may take its time, e.g. an upload to a camera).
-
-        In a media TYPE the data must have been whole TS (or RTP) packets, at least
-        one: otherwise the recording is thrown away with 451 and a file of that name
-        stays as it was. TYPE I stores any bytes, none included, as FTP does.
-        """
-        if t.receiver is not None:
-            try:
-                t.receiver.finish()
-            except Exception as e:
-                t.recording.abort()
-                self.log.info("STOR {path} refused: {e}", path=t.path, e=e)
-                return defer.succeed(self._finish(t, (451, f"Requested action aborted: {e}")))
-
-        def failed(f: Failure) -> tuple[int, str] | None:
-            t.recording.abort()
-            self.log.failure("STOR {path}: commit failed", f, path=t.path)
-            return self._finish(t, (451, f"Requested action aborted: {f.getErrorMessage()}"))
-
-        def landed(_: Any) -> tuple[int, str] | None:
-            extra = ""
-            if t.receiver is not None and (t.receiver.depacketizer.lost or t.receiver.bad_datagrams):
-                extra = (f" ({t.receiver.depacketizer.lost} RTP packets lost, "
-                         f"{t.receiver.bad_datagrams} bad datagrams dropped)")
-            return self._finish(t, (226, f"Transfer complete: {t.transferred} bytes stored in {t.path}{extra}"))
-        return defer.maybeDeferred(t.recording.commit).addCallbacks(landed, failed)
-
-    def _transferEnded(self, reason: Any, t: _Transfer) -> tuple[int, str] | None:
-        if t.aborted:
-            return self._finish(t, None)          # ABOR answers for it
-        failure = t.failure
-        data_failure = None if t.udp else t.data.failure
-        if data_failure is not None:
-            return self._finish(t, (451, f"Requested action aborted: {data_failure.getErrorMessage()}"))
-        if failure is not None:
-            return self._finish(t, (451, f"Requested action aborted: {failure.getErrorMessage()}"))
-        if isinstance(reason, BaseException) and not isinstance(reason, error.ConnectionDone):
-            return self._finish(t, (426, f"Connection closed; transfer aborted: {reason}"))
-        if t.verb == "RETR" and t.sender is None and t.source is not None and t.source.length is not None \
-                and t.transferred != t.source.length:
-            return self._finish(t, (426, f"Transfer aborted after {t.transferred} of {t.source.length} bytes"))
-        return self._finish(t, (226, f"Transfer complete ({t.transferred} bytes)"))
-
-    def _finish(self, t: _Transfer, result: tuple[int, str] | None) -> tuple[int, str] | None:
-        if self.transfer is t:
-            self.transfer = None
-        self._resetIdle()
-        return result
+        path = self.session.resolve(arg)
+        return self.transfers.store(path, self._store().receive(path), plan)
 
     def cccp_ABOR(self, arg: str | None) -> Any:
-        t = self.transfer
-        if t is None:
-            self._closePassive()
-            self._active = None
-            return 225, "No transfer to abort"
-        if t.udp and t.verb == "STOR":
-            # A UDP recording runs until ABOR: that is its normal end, so it is kept.
-            t.data.close()
-            finished = t.finished
-
-            def answer(reply: Any) -> tuple[int, str]:
-                if finished is not None and not finished.called:
-                    finished.callback(reply)          # the STOR's own 226 goes first
-                return 226, "ABOR command successful"
-            return self._commit(t).addCallback(answer)
-        self._abortTransfer()
-        self.reply(426, f"Connection closed; {t.verb} {t.path} aborted after {t.transferred} bytes")
-        return 226, "ABOR command successful"
-
-    def _abortTransfer(self) -> None:
-        t = self.transfer
-        if t is None:
-            return
-        t.aborted = True
-        if t.sender is not None:
-            t.sender.stop()
-        elif t.source is not None:
-            t.source.stopProducing()
-        if t.recording is not None:
-            t.recording.abort()
-        finished = t.finished
-        if finished is not None and not finished.called:
-            finished.callback(None)
-        t.close_data(abort=True)
-        self.transfer = None
+        return self.transfers.abort()
 
     # -- tape (draft section 4) ----------------------------------------------------------
     def _tapeArgs(self, verb: str, arg: str | None) -> tuple[Decimal | None, Decimal | None]:
@@ -921,15 +498,6 @@ def _make_camera_handler(verb: str) -> Callable[[CCCPServerProtocol, str | None]
 
 for _verb in CAMERA_CONTROLS:
     setattr(CCCPServerProtocol, f"cccp_{_verb}", _make_camera_handler(_verb))
-
-
-def _list_line(e: Entry) -> str:
-    perms = ("d" if e.is_dir else "-") + "".join(
-        ("r" if e.mode & (4 << s) else "-") + ("w" if e.mode & (2 << s) else "-") + ("x" if e.mode & (1 << s) else "-")
-        for s in (6, 3, 0))
-    t = time.localtime(e.mtime)
-    when = time.strftime("%b %d %H:%M", t) if time.time() - e.mtime < 180 * 86400 else time.strftime("%b %d  %Y", t)
-    return f"{perms} 1 cccp cccp {e.size:>12} {when} {e.name}"
 
 
 class CCCPFactory(protocol.ServerFactory):

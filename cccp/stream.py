@@ -1,5 +1,5 @@
 """Moving audio/video on CCCP data ports: paced senders, framing receivers and
-UDP (unicast and multicast) endpoints. The Twisted glue over :mod:`cccp.media`.
+UDP (unicast and multicast) endpoints. The Twisted glue over :mod:`cccp.wire.media`.
 
 A :class:`MediaSender` is the consumer an :class:`~cccp.interfaces.IMediaSource`
 writes MPEG2-TS into. It checks the framing, paces the packets by the stream's
@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .media import (
+from .wire.media import (
     RTP_MP2T,
     TS_PACKET,
     TS_PER_RTP,

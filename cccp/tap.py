@@ -11,7 +11,7 @@ from twisted.application import service, strports
 from twisted.cred import credentials, strcred
 from twisted.python import usage
 
-from .server import DEFAULT_PORT
+from .wire.commands import DEFAULT_PORT
 
 
 def _range(value: str) -> tuple[int, int]:
@@ -99,7 +99,7 @@ def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor
 
     from .devices import FileMediaStore, VirtualCamera, VirtualTapeDeck
-    from .live import MediaLibrary
+    from .devices.live import MediaLibrary
     from .realm import CCCPRealm, make_portal
     from .server import CCCPFactory
 
@@ -119,7 +119,7 @@ def makeService(options: Options) -> service.MultiService:
         root = options["root"]
         if root is None:
             root = cleanup = tempfile.mkdtemp(prefix="cccp-")
-            from .media import sample_clip_path
+            from .wire.media import sample_clip_path
             sample = sample_clip_path()
             if sample:
                 shutil.copy(sample, root)

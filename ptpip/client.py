@@ -7,7 +7,7 @@
 >>> yield client.download(handle, "photo.jpg", progress=print)
 
 Every method returns a Deferred; a response other than OK fails it with
-:class:`~ptpip.errors.PTPResponseError` naming the code.
+:class:`~ptpip.wire.errors.PTPResponseError` naming the code.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class PTPClient:
     # -- device and session ----------------------------------------------------
     @defer.inlineCallbacks
     def getDeviceInfo(self) -> Any:
-        """GetDeviceInfo: the device's :class:`~ptpip.datasets.DeviceInfo` (also kept in :attr:`device_info`)."""
+        """GetDeviceInfo: the device's :class:`~ptpip.wire.datasets.DeviceInfo` (also kept in :attr:`device_info`)."""
         r = yield self.call(Op.GetDeviceInfo)
         self.device_info = DeviceInfo.decode(r.data)
         return self.device_info
@@ -180,7 +180,7 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def getStorageInfo(self, storage_id: int) -> Any:
-        """GetStorageInfo: a :class:`~ptpip.datasets.StorageInfo` (capacity, free space, description)."""
+        """GetStorageInfo: a :class:`~ptpip.wire.datasets.StorageInfo` (capacity, free space, description)."""
         r = yield self.call(Op.GetStorageInfo, storage_id)
         return StorageInfo.decode(r.data)
 
@@ -201,7 +201,7 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def getObjectInfo(self, handle: int) -> Any:
-        """GetObjectInfo: the :class:`~ptpip.datasets.ObjectInfo` of *handle* (name, format, size, parent...)."""
+        """GetObjectInfo: the :class:`~ptpip.wire.datasets.ObjectInfo` of *handle* (name, format, size, parent...)."""
         r = yield self.call(Op.GetObjectInfo, handle)
         return ObjectInfo.decode(r.data)
 
@@ -347,7 +347,7 @@ class PTPClient:
     # -- properties ---------------------------------------------------------------
     @defer.inlineCallbacks
     def getDevicePropDesc(self, code: int) -> Any:
-        """GetDevicePropDesc: the :class:`~ptpip.datasets.DevicePropDesc` of *code* (datatype,
+        """GetDevicePropDesc: the :class:`~ptpip.wire.datasets.DevicePropDesc` of *code* (datatype,
         factory default, current value, allowed range or enumeration).
         """
         r = yield self.call(Op.GetDevicePropDesc, code)
@@ -375,5 +375,5 @@ class PTPClient:
         return self.call(Op.ResetDevicePropValue, code)
 
     def subscribe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
-        """Call *callback* with every :class:`~ptpip.packets.Event` from the device; returns an unsubscribe function."""
+        """Call *callback* with every :class:`~ptpip.wire.packets.Event` from the device; returns an unsubscribe function."""
         return self.session.subscribe(callback)

@@ -7,7 +7,7 @@
 :func:`connect` opens the command/data channel, sends Init Command Request,
 opens the event channel with the connection number from the ack, and fires
 with an :class:`InitiatorSession` once Init Event Ack arrives (spec 2.2.3.1),
-or fails with :class:`~ptpip.errors.InitFailed` carrying the responder's reason.
+or fails with :class:`~ptpip.wire.errors.InitFailed` carrying the responder's reason.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class OperationResult:
         return self.code == ResponseCode.OK
 
     def check(self, operation: int | None = None) -> OperationResult:
-        """Return self if OK, else raise :class:`~ptpip.errors.PTPResponseError`."""
+        """Return self if OK, else raise :class:`~ptpip.wire.errors.PTPResponseError`."""
         if self.code == ResponseCode.TransactionCancelled:
             raise TransactionCancelled(f"transaction {self.transaction_id} was cancelled")
         if not self.ok:
@@ -372,7 +372,7 @@ class InitiatorSession:
         self._event.sendPacket(Cancel(transaction_id))
 
     def subscribe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
-        """Call *callback* with every :class:`~ptpip.packets.Event`; returns an unsubscriber."""
+        """Call *callback* with every :class:`~ptpip.wire.packets.Event`; returns an unsubscriber."""
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
@@ -581,7 +581,7 @@ def connect(reactor: Any, host: str, port: int = DEFAULT_PORT, *, event_port: in
             timeout: float = 30.0, **kwargs: Any) -> defer.Deferred[InitiatorSession]:
     """Connect to a responder at *host*:*port* (the event channel to *event_port*, default the same).
 
-    Fails with :class:`~ptpip.errors.InitFailed` (with the reason) when refused,
+    Fails with :class:`~ptpip.wire.errors.InitFailed` (with the reason) when refused,
     or with a ``TimeoutError`` after *timeout* seconds (spec 2.2.3.1: 30 s).
     """
     cmd = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)

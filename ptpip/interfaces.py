@@ -64,9 +64,9 @@ class IIncomingData(Interface):
 
         Returns a Deferred that fires with the byte count once End Data has
         arrived and the count agrees with the announced length; it fails with
-        a :class:`~ptpip.errors.RemoteProtocolError` carrying IncompleteTransfer
-        when it does not, or with :class:`~ptpip.errors.TransactionCancelled`
-        or :class:`~ptpip.errors.ConnectionClosed`. The consumer may pause
+        a :class:`~ptpip.wire.errors.RemoteProtocolError` carrying IncompleteTransfer
+        when it does not, or with :class:`~ptpip.wire.errors.TransactionCancelled`
+        or :class:`~ptpip.wire.errors.ConnectionClosed`. The consumer may pause
         the producer it is given; the connection stops reading meanwhile.
         Until this is called, the connection does not read the data.
         """
@@ -100,12 +100,12 @@ class IResponderSession(Interface):
     """The device's side of one established PTP-IP connection."""
 
     def handleOperation(request, incoming):
-        """Answer one :class:`~ptpip.packets.OperationRequest`.
+        """Answer one :class:`~ptpip.wire.packets.OperationRequest`.
 
         *incoming* is an :class:`IIncomingData` for data-out operations (called
         once Start Data has arrived) and None otherwise. Return (or return a
         Deferred of) a :class:`Response`; failing with a
-        :class:`~ptpip.errors.RemoteProtocolError` that has a ``response_code``
+        :class:`~ptpip.wire.errors.RemoteProtocolError` that has a ``response_code``
         (or :class:`~ptpip.wire.errors.OperationError`) answers that code, any
         other failure answers GeneralError. Answering before a data-out phase
         is complete is a responder-generated cancel: the rest is discarded.
@@ -153,7 +153,7 @@ class IObjectStore(Interface):
     storage_id = Attribute("The 32-bit StorageID (physical << 16 | logical).")
 
     def storageInfo():
-        """The current :class:`~ptpip.datasets.StorageInfo` (real capacity and free space)."""
+        """The current :class:`~ptpip.wire.datasets.StorageInfo` (real capacity and free space)."""
 
     def handles(object_format=0, parent=0):
         """Handles of the objects matching *object_format* (0 = any) under *parent*.
@@ -163,7 +163,7 @@ class IObjectStore(Interface):
         """
 
     def objectInfo(handle):
-        """The :class:`~ptpip.datasets.ObjectInfo` of *handle*."""
+        """The :class:`~ptpip.wire.datasets.ObjectInfo` of *handle*."""
 
     def open(handle):
         """A binary file object to read the object's bytes from."""
@@ -214,7 +214,7 @@ class IDeviceProperties(Interface):
         """The property codes, in DeviceInfo order."""
 
     def describe(code):
-        """The :class:`~ptpip.datasets.DevicePropDesc` of *code* (DevicePropNotSupported otherwise)."""
+        """The :class:`~ptpip.wire.datasets.DevicePropDesc` of *code* (DevicePropNotSupported otherwise)."""
 
     def get(code):
         """The current value of *code*."""

@@ -3,7 +3,7 @@
 Handles are stable while the store runs and never reused. Uploads land
 atomically (a hidden temporary file, fsync, then rename) or not at all.
 Files that appear in or vanish from the folder are noticed by :meth:`scan`
-(run periodically by :class:`~ptpip.camera.Camera`) and announced.
+(run periodically by :class:`~ptpip.devices.camera.Camera`) and announced.
 """
 
 from __future__ import annotations

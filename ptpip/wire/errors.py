@@ -106,7 +106,7 @@ class OperationError(RemoteProtocolError):
 class InitFailed(PTPIPError):
     """The responder refused the connection with an Init Fail packet.
 
-    :ivar reason: the :class:`~ptpip.constants.FailReason` (or raw integer).
+    :ivar reason: the :class:`~ptpip.wire.constants.FailReason` (or raw integer).
     """
 
     def __init__(self, reason: int) -> None:

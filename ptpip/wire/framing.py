@@ -7,12 +7,12 @@ until it returns :data:`NEED_DATA`.
 The 8-byte header is checked the moment it is complete, before any body is
 awaited: a length below 8, an unknown type, a non-data packet above the
 configured maximum, or a length that cannot hold the type's fixed fields raises
-a specific :class:`~ptpip.errors.FramingError` at once.
+a specific :class:`~ptpip.wire.errors.FramingError` at once.
 
 Data and End Data payloads are never gathered into one buffer: each call hands
-on what has arrived so far of the payload as a :class:`~ptpip.packets.Data`
+on what has arrived so far of the payload as a :class:`~ptpip.wire.packets.Data`
 value. The last piece of an End Data packet comes as an
-:class:`~ptpip.packets.EndData` value (possibly with an empty payload), so the
+:class:`~ptpip.wire.packets.EndData` value (possibly with an empty payload), so the
 data phase is the concatenation of the payloads in order, and an ``EndData``
 marks its end. A 4 GiB object never sits in memory.
 """

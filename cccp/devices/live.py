@@ -1,0 +1,362 @@
+"""Live media sources: an encoder subprocess (ffmpeg via spawnProcess), a looped
+sample clip for machines without an encoder, and the tape deck's output.
+
+:class:`MediaLibrary` presents them beside a folder of files as "dummy
+filenames" (draft section 1): ``/live/testpattern``, ``/live/v4l2`` (when a
+V4L2 device exists) and ``/tape`` (when a tape deck exists).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from decimal import Decimal
+from typing import Any
+
+from twisted.internet import defer, error, protocol, task
+from twisted.internet.interfaces import IConsumer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..interfaces import IMediaSource, IMediaStore, IRecording, ITapeDeck
+from ..wire.errors import FileUnavailable, ParameterNotImplemented, RemoteProtocolError
+from ..wire.media import NULL_PACKET, RTP_MP2T, TS_PACKET, file_bitrate, sample_clip_path
+from .store import Entry, FileMediaStore
+
+LIVE_DIR = "/live"
+TAPE_PATH = "/tape"
+
+#: What ffmpeg can packetise itself, by RTP payload type.
+RTP_ENCODINGS: dict[int, list[str]] = {
+    32: ["-an", "-c:v", "mpeg2video", "-b:v", "2M"],                         # MPV
+    14: ["-vn", "-c:a", "mp2", "-b:a", "128k"],                              # MPA
+    26: ["-an", "-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-q:v", "5"],       # JPEG
+}
+
+
+def ffmpeg_path() -> str | None:
+    return shutil.which("ffmpeg")
+
+
+def test_pattern_input(size: str = "640x480", rate: int = 25) -> list[str]:
+    """ffmpeg input options for a moving test pattern with a clock and a tone."""
+    return ["-re", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}",
+            "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"]
+
+
+def v4l2_input(device: str = "/dev/video0") -> list[str]:
+    return ["-f", "v4l2", "-i", device]
+
+
+class _EncoderProtocol(protocol.ProcessProtocol):
+    log = Logger()
+
+    def __init__(self, source: EncoderSource) -> None:
+        self.source = source
+        self.stderr = b""
+
+    def outReceived(self, data: bytes) -> None:
+        if self.source.consumer is not None and not self.source.rtp_port:
+            self.source.consumer.write(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self.stderr = (self.stderr + data)[-4000:]
+
+    def processEnded(self, reason: Failure) -> None:
+        self.source._ended(reason, self.stderr)
+
+
+@implementer(IMediaSource)
+class EncoderSource:
+    """A live stream from an encoder subprocess: MPEG2-TS on its stdout, or RTP
+    packets it sends to a UDP port of ours (for payload types it packetises)."""
+
+    live = True
+    length = None
+    log = Logger()
+
+    def __init__(self, reactor: Any, input_args: list[str], *, payload_type: int = RTP_MP2T,
+                 executable: str | None = None) -> None:
+        self.reactor = reactor
+        self.input_args = input_args
+        self.payload_type = payload_type
+        self.executable = executable or ffmpeg_path()
+        self.consumer: IConsumer | None = None
+        self.process: Any = None
+        self.rtp_port: Any = None
+        self._done: defer.Deferred[None] = defer.Deferred()
+        self.rtp_input = payload_type != RTP_MP2T
+
+    def _argv(self, rtp_target: str | None) -> list[str]:
+        base = [self.executable or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *self.input_args]
+        if rtp_target is None:
+            return base + ["-c:v", "mpeg2video", "-b:v", "2M", "-g", "12", "-c:a", "mp2", "-b:a", "128k",
+                           "-f", "mpegts", "-muxrate", "2500k", "pipe:1"]
+        enc = RTP_ENCODINGS.get(self.payload_type)
+        if enc is None:
+            raise ParameterNotImplemented(f"RTP payload type {self.payload_type} is not available from the encoder")
+        return base + enc + ["-f", "rtp", "-payload_type", str(self.payload_type), rtp_target]
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        if not self.executable:
+            return defer.fail(FileUnavailable("no encoder (ffmpeg) is installed"))
+        self.consumer = consumer
+        consumer.registerProducer(self, True)
+        target = None
+        if self.rtp_input:
+            from ..stream import UDPEndpoint
+            ep = UDPEndpoint("127.0.0.1")
+            ep.on_datagram = lambda data, addr: consumer.write(data)
+            self.rtp_port = self.reactor.listenUDP(0, ep, interface="127.0.0.1", maxPacketSize=65535)
+            target = f"rtp://127.0.0.1:{self.rtp_port.getHost().port}?pkt_size=1400"
+        argv = self._argv(target)
+        self.process = self.reactor.spawnProcess(_EncoderProtocol(self), argv[0], argv, env=os.environ.copy())
+        return self._done
+
+    def _ended(self, reason: Failure, stderr: bytes) -> None:
+        if self.rtp_port is not None:
+            self.rtp_port.stopListening()
+            self.rtp_port = None
+        if self.consumer is not None:
+            self.consumer.unregisterProducer()
+        if not self._done.called:
+            code = getattr(reason.value, "exitCode", 0)
+            if code not in (0, None) and not getattr(self, "_stopping", False):
+                self._done.errback(FileUnavailable(
+                    f"the encoder failed ({code}): {stderr.decode('utf-8', 'replace').strip()[-300:]}"))
+            else:
+                self._done.callback(None)
+
+    def pauseProducing(self) -> None:
+        if self.process is not None and not self.rtp_input:
+            self.process.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self.process is not None and not self.rtp_input:
+            self.process.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._stopping = True
+        if self.process is not None:
+            try:
+                self.process.signalProcess(signal.SIGTERM)
+            except error.ProcessExitedAlready:
+                pass
+
+
+@implementer(IMediaSource)
+class LoopingFileSource:
+    """A stored TS clip repeated without end: the built-in live source when no
+    encoder is installed. Paced by the sender like any stored stream."""
+
+    live = False
+    rtp_input = False
+    length = None
+
+    def __init__(self, path: str, chunk: int = 188 * 348) -> None:
+        self.path = path
+        self.chunk = chunk
+        self._file = open(path, "rb")
+        self.consumer: IConsumer | None = None
+        self._done: defer.Deferred[None] = defer.Deferred()
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self.consumer = consumer
+        consumer.registerProducer(self, False)
+        return self._done
+
+    def resumeProducing(self) -> None:
+        if self.consumer is None:
+            return
+        data = self._file.read(self.chunk)
+        if len(data) < self.chunk:
+            self._file.seek(0)
+            data += self._file.read(self.chunk - len(data))
+        self.consumer.write(data)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        self.consumer = None
+        self._file.close()
+        if not self._done.called:
+            self._done.callback(None)
+
+
+@implementer(IMediaSource)
+class TapeSource:
+    """What a tape deck sends: the tape's content in real time while it PLAYs or
+    RECOrds at normal speed, null TS packets (a blank picture, silence) otherwise.
+
+    The content is a TS clip mapped onto the tape and repeated; the byte position
+    follows the deck's position (seconds × the clip's bitrate), so what is sent
+    always agrees with TSTA.
+    """
+
+    live = True
+    rtp_input = False
+    length = None
+
+    def __init__(self, reactor: Any, deck: ITapeDeck, clip: str, tick: float = 0.02) -> None:
+        self.reactor = reactor
+        self.deck = deck
+        self.clip = open(clip, "rb").read()
+        self.clip = self.clip[:len(self.clip) // TS_PACKET * TS_PACKET]
+        rate = file_bitrate(clip) or 2_000_000
+        self.byte_rate = rate / 8
+        self.tick = tick
+        self.consumer: IConsumer | None = None
+        self._loop: task.LoopingCall | None = None
+        self._done: defer.Deferred[None] = defer.Deferred()
+        self._debt = 0.0
+        self._last = None
+        self.content_bytes = 0
+        self.blank_bytes = 0
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self.consumer = consumer
+        consumer.registerProducer(self, True)
+        self._loop = task.LoopingCall(self._emit)
+        self._loop.clock = self.reactor
+        self._loop.start(self.tick, now=True)
+        return self._done
+
+    def _offset(self, position: Decimal) -> int:
+        byte = int(float(position) * self.byte_rate) // TS_PACKET * TS_PACKET
+        return byte % len(self.clip) if self.clip else 0
+
+    def _emit(self) -> None:
+        if self.consumer is None:
+            return
+        now = self.reactor.seconds()
+        elapsed = self.tick if self._last is None else now - self._last
+        self._last = now
+        self._debt += elapsed * self.byte_rate
+        n = int(self._debt // TS_PACKET)
+        if n <= 0:
+            return
+        self._debt -= n * TS_PACKET
+        op, pos = self.deck.state()
+        speed = getattr(self.deck, "_speed", Decimal(1))
+        if op in ("PLAY", "RECO") and speed == 1 and self.clip:
+            start = self._offset(pos - Decimal(str(elapsed)))
+            data = (self.clip + self.clip)[start:start + n * TS_PACKET]
+            self.content_bytes += len(data)
+        else:
+            data = NULL_PACKET * n
+            self.blank_bytes += len(data)
+        self.consumer.write(data)
+
+    def pauseProducing(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+            self._loop = None
+
+    def resumeProducing(self) -> None:
+        if self._loop is None and self.consumer is not None:
+            self._last = self.reactor.seconds()
+            self._loop = task.LoopingCall(self._emit)
+            self._loop.clock = self.reactor
+            self._loop.start(self.tick, now=False)
+
+    def stopProducing(self) -> None:
+        self.pauseProducing()
+        self.consumer = None
+        if not self._done.called:
+            self._done.callback(None)
+
+
+@implementer(IMediaStore)
+class MediaLibrary:
+    """A folder of media plus live "dummy filenames": ``/live/testpattern``,
+    ``/live/v4l2`` (if ``/dev/video0`` exists) and ``/tape`` (with a tape deck)."""
+
+    def __init__(self, files: FileMediaStore, reactor: Any, deck: ITapeDeck | None = None,
+                 encoder: str | None = "auto", v4l2_device: str = "/dev/video0") -> None:
+        self.files = files
+        self.reactor = reactor
+        self.deck = deck
+        self.encoder = ffmpeg_path() if encoder == "auto" else encoder
+        self.v4l2_device = v4l2_device
+        self.sample = sample_clip_path()
+
+    @property
+    def writable(self) -> bool:
+        return self.files.writable
+
+    def _live_names(self) -> list[str]:
+        names = ["testpattern"]
+        if self.encoder and os.path.exists(self.v4l2_device):
+            names.append("v4l2")
+        return names
+
+    def _virtual(self, path: str) -> str:
+        import posixpath
+        return posixpath.normpath("/" + path.lstrip("/"))
+
+    def isdir(self, path: str) -> bool:
+        if self._virtual(path) == LIVE_DIR:
+            return True
+        return self.files.isdir(path)
+
+    def stat(self, path: str) -> Entry:
+        v = self._virtual(path)
+        now = time.time()
+        if v == LIVE_DIR:
+            return Entry("live", True, 0, now, 0o555)
+        if v.startswith(LIVE_DIR + "/") and v[len(LIVE_DIR) + 1:] in self._live_names():
+            return Entry(v.rsplit("/", 1)[1], False, 0, now, 0o444)
+        if v == TAPE_PATH and self.deck is not None:
+            return Entry("tape", False, 0, now, 0o444)
+        return self.files.stat(path)
+
+    def listdir(self, path: str) -> list[Entry]:
+        v = self._virtual(path)
+        now = time.time()
+        if v == LIVE_DIR:
+            return [Entry(n, False, 0, now, 0o444) for n in self._live_names()]
+        if v.startswith(LIVE_DIR + "/") or (v == TAPE_PATH and self.deck is not None):
+            return [self.stat(path)]
+        entries = self.files.listdir(path)
+        if v == "/":
+            extra = [Entry("live", True, 0, now, 0o555)]
+            if self.deck is not None:
+                extra.append(Entry("tape", False, 0, now, 0o444))
+            entries = sorted(entries + [e for e in extra if e.name not in {x.name for x in entries}],
+                             key=lambda e: e.name)
+        return entries
+
+    def open(self, path: str, offset: int = 0, payload_type: int = RTP_MP2T) -> IMediaSource:
+        v = self._virtual(path)
+        if v == TAPE_PATH and self.deck is not None:
+            if payload_type != RTP_MP2T:
+                raise ParameterNotImplemented("the tape is sent as MPEG2-TS (RTP payload type 33) only")
+            if self.sample is None:
+                raise FileUnavailable("no clip is mapped onto the tape")
+            return TapeSource(self.reactor, self.deck, self.sample)
+        if v.startswith(LIVE_DIR + "/"):
+            name = v[len(LIVE_DIR) + 1:]
+            if name not in self._live_names():
+                raise FileUnavailable(f"{path}: no such live source")
+            if not self.encoder:
+                if payload_type != RTP_MP2T:
+                    raise ParameterNotImplemented(
+                        f"RTP payload type {payload_type} needs an encoder (ffmpeg), which is not installed")
+                if self.sample is None:
+                    raise FileUnavailable("no encoder and no sample clip")
+                return LoopingFileSource(self.sample)
+            args = v4l2_input(self.v4l2_device) if name == "v4l2" else test_pattern_input()
+            if payload_type != RTP_MP2T and payload_type not in RTP_ENCODINGS:
+                raise ParameterNotImplemented(f"RTP payload type {payload_type} is not available from the encoder")
+            return EncoderSource(self.reactor, args, payload_type=payload_type, executable=self.encoder)
+        return self.files.open(path, offset, payload_type)
+
+    def receive(self, path: str) -> IRecording:
+        v = self._virtual(path)
+        if v == TAPE_PATH or v == LIVE_DIR or v.startswith(LIVE_DIR + "/"):
+            raise RemoteProtocolError(f"{path} is a live source: it cannot be stored to", 553)
+        return self.files.receive(path)
