@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
 
-from twisted.internet import defer, error
+from twisted.application import service
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer, error, protocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python import components
 from twisted.python.failure import Failure
@@ -35,7 +39,7 @@ from ptpip.client import PTPClient
 from ptpip.initiator import InitiatorSession
 from ptpip.wire.constants import DevicePropCode, EventCode, ObjectFormat
 from ptpip.wire.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc, ObjectInfo
-from ptpip.wire.errors import ConnectionClosed, PTPIPError, PTPResponseError
+from ptpip.wire.errors import ConnectionClosed, PTPResponseError
 
 from .devices import Entry
 from .interfaces import ICamera, IMediaSource, IMediaStore, IRecording
@@ -437,12 +441,75 @@ class BridgeStore:
         return self._store().receive(path)
 
 
-from twisted.application import service  # noqa: E402
+@implementer(IStreamClientEndpoint)
+class _CameraEndpoint:
+    """A whole PTP-IP session (both channels, DeviceInfo, OpenSession and the object
+    tree) as one connection, so that Twisted's ``ClientService`` keeps it up."""
+
+    def __init__(self, bridge: PTPBridge) -> None:
+        self.bridge = bridge
+
+    def __repr__(self) -> str:
+        return f"<the PTP-IP camera at {self.bridge.host}:{self.bridge.port}>"
+
+    @defer.inlineCallbacks
+    def connect(self, protocolFactory: Any) -> Any:
+        b = self.bridge
+        try:
+            client = yield PTPClient.connect(b.reactor, b.host, b.port, timeout=10,
+                                             friendly_name=b.friendly_name, probe_interval=b.probe_interval,
+                                             probe_timeout=b.probe_timeout)
+        except Exception as e:
+            if not isinstance(e, defer.CancelledError):
+                log.warn("PTP-IP camera at {host}:{port} unavailable: {e}", host=b.host, port=b.port, e=e)
+            raise
+        try:
+            store = PTPMediaStore(client)
+            yield store.ready
+        except BaseException:
+            yield client.close()
+            raise
+        proto = protocolFactory.buildProtocol(IPv4Address("TCP", b.host, b.port))
+        proto.makeConnection(_SessionTransport(client, store))
+
+        def lost(_: Any) -> None:
+            proto.connectionLost(Failure(error.ConnectionDone("the PTP-IP session ended")))
+        client.session.whenClosed.addBoth(lost)
+        return proto
+
+
+class _SessionTransport:
+    """What ``ClientService`` sees of a bridged PTP-IP session: closing it closes the session."""
+
+    def __init__(self, client: PTPClient, store: PTPMediaStore) -> None:
+        self.client = client
+        self.store = store
+
+    def loseConnection(self) -> None:
+        self.client.close()
+
+    abortConnection = loseConnection
+
+
+class _BridgeProtocol(protocol.Protocol):
+    transport: Any           # a _SessionTransport
+
+    def __init__(self, bridge: PTPBridge) -> None:
+        self.bridge = bridge
+
+    def connectionMade(self) -> None:
+        self.bridge._up(self.transport.client, self.transport.store)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.bridge._down()
 
 
 class PTPBridge(service.Service):
-    """Keeps a PTP-IP session to *host*:*port* open (reconnecting with back-off) and
-    serves it through :attr:`cccp_camera` and :attr:`cccp_store`.
+    """Keeps a PTP-IP session to *host*:*port* open and serves it through
+    :attr:`cccp_camera` and :attr:`cccp_store`.
+
+    Reconnecting is Twisted's ``ClientService`` with ``backoffPolicy``: the first
+    retry after *retry* seconds, doubling up to *max_retry*.
 
     :param writable: whether :attr:`cccp_store` takes STOR (uploads to the camera).
     :param probe_interval: during a transaction that has heard nothing from the camera
@@ -459,8 +526,6 @@ class PTPBridge(service.Service):
         self.host = host
         self.port = port
         self.writable = writable
-        self.retry = retry
-        self.max_retry = max_retry
         self.friendly_name = friendly_name
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
@@ -469,64 +534,35 @@ class PTPBridge(service.Service):
         self.store: PTPMediaStore | None = None
         self.cccp_camera = BridgeCamera(self)
         self.cccp_store = BridgeStore(self)
+        #: Fires when the camera is connected (set a new Deferred to wait for a reconnection).
         self.connected: defer.Deferred[None] = defer.Deferred()
-        self._delay = retry
-        self._call: Any = None
-        self._stopping = False
+        self._service = ClientService(_CameraEndpoint(self), protocol.Factory.forProtocol(lambda: _BridgeProtocol(self)), clock=reactor,
+                                      retryPolicy=backoffPolicy(retry, max_retry, 2.0, jitter=lambda: 0))
 
     def startService(self) -> None:
         super().startService()
-        self._stopping = False
-        self._connect()
+        self._service.startService()
 
-    @defer.inlineCallbacks
-    def _connect(self) -> Any:
-        self._call = None
-        try:
-            client = yield PTPClient.connect(self.reactor, self.host, self.port, timeout=10,
-                                             friendly_name=self.friendly_name,
-                                             probe_interval=self.probe_interval,
-                                             probe_timeout=self.probe_timeout)
-            store = PTPMediaStore(client)
-            yield store.ready
-        except (PTPIPError, OSError, Exception) as e:
-            log.warn("PTP-IP camera at {host}:{port} unavailable ({e}); retrying in {d} s",
-                     host=self.host, port=self.port, e=e, d=self._delay)
-            self._schedule()
-            return
+    def _up(self, client: PTPClient, store: PTPMediaStore) -> None:
         self.client, self.store, self.camera = client, store, PTPCamera(client)
-        self._delay = self.retry
         log.info("bridging the PTP-IP camera at {host}:{port} ({model})", host=self.host, port=self.port,
                  model=client.device_info.model if client.device_info else "?")
-        client.session.whenClosed.addBoth(self._lost)
         if not self.connected.called:
             self.connected.callback(None)
+
+    def _down(self) -> None:
+        self.client = self.store = self.camera = None
+        if self.running:
+            log.warn("lost the PTP-IP camera at {host}:{port}; reconnecting", host=self.host, port=self.port)
 
     def unavailable(self) -> CameraUnavailable:
         """The 421 to answer while the camera is not connected."""
         return CameraUnavailable(f"Service not available: the PTP-IP camera at {self.host}:{self.port} "
                                  "is not connected (reconnecting)")
 
-    def _lost(self, _: Any) -> None:
-        self.client = self.store = self.camera = None
-        if not self._stopping:
-            log.warn("lost the PTP-IP camera at {host}:{port}; reconnecting", host=self.host, port=self.port)
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if self._stopping:
-            return
-        self._call = self.reactor.callLater(self._delay, self._connect)
-        self._delay = min(self._delay * 2, self.max_retry)
-
     def stopService(self) -> Any:
         super().stopService()
-        self._stopping = True
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        if self.client is not None:
-            return self.client.close()
-        return defer.succeed(None)
+        return self._service.stopService()
 
 
 def parse_camera_spec(spec: str) -> tuple[str, int]:

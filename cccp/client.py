@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -43,6 +43,11 @@ from .wire.commands import (
     parse_type,
 )
 from .wire.errors import CommandFailed, ConnectionLost, LocalProtocolError, RemoteProtocolError
+from .wire.session import TOO_LONG, LineBuffer
+
+#: Longest reply line accepted from a server (a listing line on the control connection
+#: holds a file name; anything longer is not a CCCP server talking).
+MAX_REPLY_LINE = 8192
 
 TRANSFER_FINAL = frozenset({226, 425, 426, 451, 452, 552})
 
@@ -101,7 +106,7 @@ class CCCPClient(protocol.Protocol):
         self.passive = passive
         self.greeting: defer.Deferred[Reply] = defer.Deferred()
         self._parser = ReplyParser()
-        self._buffer = b""
+        self._lines = LineBuffer(MAX_REPLY_LINE)
         self._queue: deque[_Pending] = deque()
         self._transfer: _Pending | None = None
         self._transfer_lock = defer.DeferredLock()
@@ -119,11 +124,15 @@ class CCCPClient(protocol.Protocol):
         self._queue.append(_Pending("<greeting>", self.greeting))
 
     def dataReceived(self, data: bytes) -> None:
-        self._buffer += data
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
+        self._lines.feed(data)
+        while not self.closed:
+            line = self._lines.next_line()
+            if line is None:
+                return
             try:
-                reply = self._parser.line(line.decode("utf-8", "replace"))
+                if line is TOO_LONG:
+                    raise RemoteProtocolError(f"a reply line longer than {MAX_REPLY_LINE} bytes")
+                reply = self._parser.line(cast(bytes, line).decode("utf-8", "replace"))
             except RemoteProtocolError as e:
                 self.log.warn("bad reply line from server: {e}", e=e)
                 self.transport.loseConnection()
