@@ -13,7 +13,7 @@ Every method returns a Deferred; a response other than OK fails it with
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import IO, Any
 
 from twisted.internet import defer
@@ -122,7 +122,7 @@ class PTPClient:
     @classmethod
     @defer.inlineCallbacks
     def connect(cls, reactor: Any, host: str, port: int = DEFAULT_PORT, *, open_session: bool = True,
-                **kwargs: Any) -> Any:
+                **kwargs: Any) -> Generator[Any, Any, PTPClient]:
         """Connect, read DeviceInfo and (by default) open a session."""
         session = yield connect(reactor, host, port, **kwargs)
         client = cls(session)
@@ -136,7 +136,7 @@ class PTPClient:
         return client
 
     @defer.inlineCallbacks
-    def close(self) -> Any:
+    def close(self) -> Generator[Any, Any, None]:
         """CloseSession (if open), then close both channels."""
         if self.session.session_open and not self.session.closed:
             try:
@@ -157,7 +157,7 @@ class PTPClient:
 
     # -- device and session ----------------------------------------------------
     @defer.inlineCallbacks
-    def getDeviceInfo(self) -> Any:
+    def getDeviceInfo(self) -> Generator[Any, Any, DeviceInfo]:
         """GetDeviceInfo: the device's :class:`~ptpip.wire.datasets.DeviceInfo` (also kept in :attr:`device_info`)."""
         r = yield self.call(Op.GetDeviceInfo)
         self.device_info = DeviceInfo.decode(r.data)
@@ -173,19 +173,19 @@ class PTPClient:
 
     # -- storage and objects ------------------------------------------------------
     @defer.inlineCallbacks
-    def getStorageIDs(self) -> Any:
+    def getStorageIDs(self) -> Generator[Any, Any, list[int]]:
         """GetStorageIDs: a list of storage ids."""
         r = yield self.call(Op.GetStorageIDs)
         return unpack_u32_array(r.data)
 
     @defer.inlineCallbacks
-    def getStorageInfo(self, storage_id: int) -> Any:
+    def getStorageInfo(self, storage_id: int) -> Generator[Any, Any, StorageInfo]:
         """GetStorageInfo: a :class:`~ptpip.wire.datasets.StorageInfo` (capacity, free space, description)."""
         r = yield self.call(Op.GetStorageInfo, storage_id)
         return StorageInfo.decode(r.data)
 
     @defer.inlineCallbacks
-    def getObjectHandles(self, storage_id: int = ALL, object_format: int = 0, parent: int = 0) -> Any:
+    def getObjectHandles(self, storage_id: int = ALL, object_format: int = 0, parent: int = 0) -> Generator[Any, Any, list[int]]:
         """GetObjectHandles: handles on *storage_id*, of *object_format* (0 = any), under *parent*.
 
         *parent* 0 means every object; ``0xFFFFFFFF`` means the objects in the root.
@@ -194,19 +194,19 @@ class PTPClient:
         return unpack_u32_array(r.data)
 
     @defer.inlineCallbacks
-    def getNumObjects(self, storage_id: int = ALL, object_format: int = 0, parent: int = 0) -> Any:
+    def getNumObjects(self, storage_id: int = ALL, object_format: int = 0, parent: int = 0) -> Generator[Any, Any, int]:
         """GetNumObjects: how many handles :meth:`getObjectHandles` would return."""
         r = yield self.call(Op.GetNumObjects, storage_id, object_format, parent)
         return r.params[0]
 
     @defer.inlineCallbacks
-    def getObjectInfo(self, handle: int) -> Any:
+    def getObjectInfo(self, handle: int) -> Generator[Any, Any, ObjectInfo]:
         """GetObjectInfo: the :class:`~ptpip.wire.datasets.ObjectInfo` of *handle* (name, format, size, parent...)."""
         r = yield self.call(Op.GetObjectInfo, handle)
         return ObjectInfo.decode(r.data)
 
     @defer.inlineCallbacks
-    def walk(self, storage_id: int = ALL) -> Any:
+    def walk(self, storage_id: int = ALL) -> Generator[Any, Any, list[tuple[str, int, ObjectInfo]]]:
         """Every object as ``(path, handle, ObjectInfo)``, folders before their contents.
 
         Paths are ``/`` joined filenames from the storage root, prefixed by the
@@ -227,7 +227,7 @@ class PTPClient:
         return out
 
     @defer.inlineCallbacks
-    def findPath(self, path: str) -> Any:
+    def findPath(self, path: str) -> Generator[Any, Any, int]:
         """The handle of the object at *path* (as :meth:`walk` names it)."""
         want = "/" + path.strip("/")
         for p, h, _ in (yield self.walk()):
@@ -240,7 +240,7 @@ class PTPClient:
         return self.call(Op.GetObject, handle, into=into)
 
     @defer.inlineCallbacks
-    def getPartialObject(self, handle: int, offset: int, max_bytes: int, into: IConsumer | None = None) -> Any:
+    def getPartialObject(self, handle: int, offset: int, max_bytes: int, into: IConsumer | None = None) -> Generator[Any, Any, bytes | int]:
         """GetPartialObject: up to *max_bytes* from *offset*.
 
         Returns the bytes, or with *into* streams them into that consumer and returns the
@@ -251,7 +251,7 @@ class PTPClient:
 
     @defer.inlineCallbacks
     def download(self, handle: int, path: str, *, resume: bool = True,
-                 progress: Progress | None = None, sync: bool = False) -> Any:
+                 progress: Progress | None = None, sync: bool = False) -> Generator[Any, Any, int]:
         """Download *handle* to *path* atomically (``path.part``, then rename).
 
         A ``.part`` left by an interrupted download is continued with
@@ -281,14 +281,14 @@ class PTPClient:
         return size
 
     @defer.inlineCallbacks
-    def getThumb(self, handle: int) -> Any:
+    def getThumb(self, handle: int) -> Generator[Any, Any, bytes]:
         """GetThumb: the object's thumbnail (usually a small JPEG) as bytes."""
         r = yield self.call(Op.GetThumb, handle)
         return r.data
 
     @defer.inlineCallbacks
     def upload(self, path: str, *, parent: int = 0, storage_id: int = 0, filename: str | None = None,
-               object_format: int | None = None, progress: Progress | None = None) -> Any:
+               object_format: int | None = None, progress: Progress | None = None) -> Generator[Any, Any, int]:
         """SendObjectInfo + SendObject of a local file; returns the new handle."""
         from .devices.filestore import sniff_format
         name = filename or os.path.basename(path)
@@ -304,7 +304,7 @@ class PTPClient:
         return handle
 
     @defer.inlineCallbacks
-    def makeFolder(self, name: str, *, parent: int = 0, storage_id: int = 0) -> Any:
+    def makeFolder(self, name: str, *, parent: int = 0, storage_id: int = 0) -> Generator[Any, Any, int]:
         """SendObjectInfo of an Association (a folder) named *name*; returns its handle."""
         info = ObjectInfo(storage_id=storage_id, object_format=ObjectFormat.Association,
                           association_type=1, parent_object=parent, filename=name)
@@ -318,7 +318,7 @@ class PTPClient:
     # -- capture --------------------------------------------------------------
     @defer.inlineCallbacks
     def capture(self, reactor: Any, storage_id: int = 0, object_format: int = 0,
-                timeout: float = 30.0) -> Any:
+                timeout: float = 30.0) -> Generator[Any, Any, list[int]]:
         """InitiateCapture, then wait for CaptureComplete; returns the new handles."""
         added: list[int] = []
         done: defer.Deferred[None] = defer.Deferred()
@@ -346,7 +346,7 @@ class PTPClient:
 
     # -- properties ---------------------------------------------------------------
     @defer.inlineCallbacks
-    def getDevicePropDesc(self, code: int) -> Any:
+    def getDevicePropDesc(self, code: int) -> Generator[Any, Any, DevicePropDesc]:
         """GetDevicePropDesc: the :class:`~ptpip.wire.datasets.DevicePropDesc` of *code* (datatype,
         factory default, current value, allowed range or enumeration).
         """
@@ -354,7 +354,7 @@ class PTPClient:
         return DevicePropDesc.decode(r.data)
 
     @defer.inlineCallbacks
-    def getDevicePropValue(self, code: int, datatype: int | None = None) -> Any:
+    def getDevicePropValue(self, code: int, datatype: int | None = None) -> Generator[Any, Any, Any]:
         """GetDevicePropValue, decoded; the datatype is read from the description unless given."""
         if datatype is None:
             datatype = (yield self.getDevicePropDesc(code)).datatype
@@ -362,7 +362,7 @@ class PTPClient:
         return unpack_value(datatype, r.data)
 
     @defer.inlineCallbacks
-    def setDevicePropValue(self, code: int, value: Any, datatype: int | None = None) -> Any:
+    def setDevicePropValue(self, code: int, value: Any, datatype: int | None = None) -> Generator[Any, Any, None]:
         """SetDevicePropValue, encoded with the property's datatype (read from its
         description unless given). Fails with the device's response, e.g. InvalidDevicePropValue.
         """

@@ -14,15 +14,17 @@ from typing import Any, Protocol, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IProducer, IPushProducer
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .interfaces import IIncomingData
-from .streams import BytesConsumer
+from . import sendfile
+from .interfaces import IDataSource, IIncomingData
+from .streams import BytesConsumer, FileSource
 from .wire.constants import ResponseCode
 from .wire.errors import RemoteProtocolError, TransactionCancelled
 from .wire.transaction import Transactions
 
-__all__ = ["Channel", "DataInWriter", "IncomingData", "WriteWatch"]
+__all__ = ["Channel", "DataIn", "DataInStopped", "DataInWriter", "IncomingData", "WriteWatch"]
 
 
 class Channel(Protocol):
@@ -249,3 +251,77 @@ class DataInWriter:
         held = self._held if self._held is not None else b""
         self._held = None
         self._transport.writeSequence([self._tx.data_header(len(held), last=True), held])
+
+
+class DataInStopped(Exception):
+    """The data-in phase was stopped (cancelled, or the connection closed)."""
+
+
+class DataIn:
+    """One data-in phase: an :class:`~ptpip.interfaces.IDataSource` sent as Data
+    packets and a final End Data (Start Data is already out).
+
+    A plain file on a plain TCP transport goes out with ``os.sendfile``
+    (:mod:`ptpip.sendfile`), anything else through a :class:`DataInWriter`.
+    :meth:`start` fires when End Data has been written; it fails with the reason
+    when the phase ended early (the source failed, or wrote other than it
+    announced: no End Data was sent, 5.6.2 case 2), and with
+    :class:`DataInStopped` after :meth:`stop`.
+    """
+
+    def __init__(self, reactor: Any, channel: Channel, transactions: Transactions, watch: WriteWatch,
+                 source: IDataSource, packet_size: int, stall_timeout: float,
+                 on_stall: Callable[[], Any]) -> None:
+        self._reactor = reactor
+        self._channel = channel
+        self._tx = transactions
+        self._watch = watch
+        self._source = source
+        self._packet_size = packet_size
+        self._stall_timeout = stall_timeout
+        self._on_stall = on_stall
+        self._pump: sendfile.SendfileWriter | None = None
+        self._writer: DataInWriter | None = None
+        self.stopped = False
+
+    def start(self) -> defer.Deferred[None]:
+        source, transport = self._source, self._channel.transport
+        if isinstance(source, FileSource) and source.sendfile_ok() and sendfile.supported(transport):
+            fd, offset, length = source.take_file()
+            pump = self._pump = sendfile.SendfileWriter(
+                self._reactor, transport, fd, offset, length, header=self._tx.data_header,
+                packet_size=self._packet_size, stall_timeout=self._stall_timeout, on_stall=self._on_stall)
+            self._watch.setInner(pump)
+
+            def sent(result: Any) -> Any:
+                source.close()
+                self._watch.setInner(None)
+                if isinstance(result, Failure) and result.check(sendfile.SendfileStopped):
+                    return Failure(DataInStopped("stopped"))
+                return None if not isinstance(result, Failure) else result
+            return pump.start().addBoth(sent)
+        writer = self._writer = DataInWriter(transport, self._tx, self._watch, source.length, self._packet_size)
+        writer.registerProducer(source, True)
+
+        def produced(result: Any) -> Any:
+            writer.unregisterProducer()
+            if self.stopped:
+                return Failure(DataInStopped("stopped"))
+            if isinstance(result, Failure):
+                return result
+            if writer.over or writer.short:
+                return Failure(OSError(f"the data source wrote {writer.written} bytes, "
+                                       f"{writer.length} announced"))
+            writer.finish()
+            return None
+        return defer.maybeDeferred(source.startProducing, writer).addBoth(produced)
+
+    def stop(self) -> None:
+        """Stop sending (a packet in the middle of being sent is completed first)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self._writer is not None:
+            self._writer.stopped = True
+        producer: IPushProducer = self._pump if self._pump is not None else self._source
+        producer.stopProducing()

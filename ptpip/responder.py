@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from . import sendfile
-from .dataphase import DataInWriter, IncomingData, WriteWatch
+from .dataphase import DataIn, DataInStopped, IncomingData, WriteWatch
 from .interfaces import (
     IDataSource,
     IEventSink,
@@ -37,7 +36,7 @@ from .interfaces import (
     IResponderSession,
     Response,
 )
-from .streams import BytesSource, FileSource
+from .streams import BytesSource
 from .wire.constants import (
     DEFAULT_PORT,
     NO_TRANSACTION,
@@ -342,8 +341,7 @@ class ResponderSession:
         self.handler: IResponderSession | None = None
         self.transactions = Transactions(Role.RESPONDER)
         self._incoming: IncomingData | None = None
-        self._source: IPushProducer | None = None   # an IDataSource or a SendfileWriter
-        self._writer: DataInWriter | None = None
+        self._dataIn: DataIn | None = None
         self.events = _EventSink(self)
         self.last_activity = factory.reactor.seconds()
         self._idle: IDelayedCall | None = None
@@ -469,11 +467,9 @@ class ResponderSession:
 
     def _stopWork(self, why: Exception) -> None:
         """Stop the data phase in progress (its source, or the device's consumer)."""
-        if self._writer is not None:
-            self._writer.stopped = True
-        if self._source is not None:
-            source, self._source = self._source, None
-            source.stopProducing()
+        if self._dataIn is not None:
+            dataIn, self._dataIn = self._dataIn, None
+            dataIn.stop()
         if self._incoming is not None:
             self._incoming.fail(why)
 
@@ -533,71 +529,23 @@ class ResponderSession:
             source = BytesSource(data)
         source = IDataSource(source)
         self.command.sendPacket(tx.start_data(source.length))
-        pump = self._sendfile(source)
-        if pump is not None:
-            # A plain file on a TCP socket: the kernel copies it (sendfile), we only frame it.
-            self._source = pump
-            self.command.watch.setInner(pump)
-            d = pump.start()
-            d.addBoth(self._sendfileDone, request, response)
-            d.addErrback(self._internalError)
-            return
-        self._source = source
-        writer = self._writer = DataInWriter(self.command.transport, tx, self.command.watch, source.length,
-                                             self.factory.data_packet_size)
-        writer.registerProducer(source, True)
-        d = defer.maybeDeferred(source.startProducing, writer)
-        d.addBoth(self._dataInDone, request, response, writer)
-        d.addErrback(self._internalError)
+        f = self.factory
+        dataIn = self._dataIn = DataIn(
+            f.reactor, self.command, tx, self.command.watch, source, f.data_packet_size, f.stall_timeout,
+            lambda: self.command._stalled("stopped reading (our send buffer stayed full)"))
+        dataIn.start().addBoth(self._dataInDone, request, response).addErrback(self._internalError)
 
-    def _sendfile(self, source: Any) -> sendfile.SendfileWriter | None:
-        transport = self.command.transport
-        if not isinstance(source, FileSource) or not source.sendfile_ok() or not sendfile.supported(transport):
-            return None
-        fd, offset, length = source.take_file()
-        writer = sendfile.SendfileWriter(
-            self.factory.reactor, transport, fd, offset, length, header=self.transactions.data_header,
-            packet_size=self.factory.data_packet_size, stall_timeout=self.factory.stall_timeout,
-            on_stall=lambda: self.command._stalled("stopped reading (our send buffer stayed full)"))
-        def closeFile(result: Any) -> Any:
-            source.close()
-            return result
-        writer.done.addBoth(closeFile)
-        return writer
-
-    def _sendfileDone(self, result: Any, request: OperationRequest, response: Response) -> None:
-        self.command.watch.setInner(None)
-        if isinstance(result, Failure) and result.check(sendfile.SendfileStopped):
+    def _dataInDone(self, result: Any, request: OperationRequest, response: Response) -> None:
+        if isinstance(result, Failure) and result.check(DataInStopped):
             return                                  # cancelled or closed: nobody waits for it
+        self._dataIn = None
         if self.closed or request is not self.transactions.current_request:
             return
-        self._source = None
         if isinstance(result, Failure):
             # Responder-generated cancel during data-in (5.6.2 case 2): no End Data was sent.
-            self.log.failure("data-in by sendfile failed on {op}", result, op=code_name(request.code))
+            self.log.failure("data-in failed on {op}", result, op=code_name(request.code))
             self._respond(ResponseCode.GeneralError)
         else:
-            self._respond(response.code, response.params)
-
-    def _dataInDone(self, result: Any, request: OperationRequest, response: Response,
-                    writer: DataInWriter) -> None:
-        if writer is self._writer:
-            self._writer = None
-            self._source = None
-            if not self.closed:
-                writer.unregisterProducer()
-        if self.closed or request is not self.transactions.current_request or writer.stopped:
-            return
-        if isinstance(result, Failure) or writer.over or writer.short:
-            # Responder-generated cancel during data-in (5.6.2 case 2): no End Data.
-            if isinstance(result, Failure):
-                self.log.failure("data-in source failed on {op}", result, op=code_name(request.code))
-            else:
-                self.log.error("data-in source for {op} produced {sent} bytes, announced {length}",
-                               op=code_name(request.code), sent=writer.written, length=writer.length)
-            self._respond(ResponseCode.GeneralError)
-        else:
-            writer.finish()
             self._respond(response.code, response.params)
 
     def _internalError(self, failure: Failure) -> None:
@@ -610,8 +558,7 @@ class ResponderSession:
 
     def _endTransaction(self) -> None:
         self._incoming = None
-        self._source = None
-        self._writer = None
+        self._dataIn = None
         self.command.release("await-consumer")
         self.command.release("consumer-paused")
 
