@@ -151,6 +151,12 @@ class IObjectStore(Interface):
     """
 
     storage_id = Attribute("The 32-bit StorageID (physical << 16 | logical).")
+    allow_format = Attribute("Whether FormatStore may erase the store (the camera then advertises it).")
+
+    def scan(announce=True):
+        """Bring the handles up to date with what changed behind the store's back (files
+        added or removed in its folder); with *announce*, listeners hear ObjectAdded and
+        ObjectRemoved. A store that cannot change by itself does nothing."""
 
     def storageInfo():
         """The current :class:`~ptpip.wire.datasets.StorageInfo` (real capacity and free space)."""

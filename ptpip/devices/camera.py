@@ -83,6 +83,7 @@ class Camera:
         self.vendor_extension_id = vendor_extension_id
         self.vendor_extension_desc = vendor_extension_desc
         self.sessions: set[CameraSession] = set()
+        self._operations: frozenset[int] | None = None
         #: Schedules the file reads of data-in phases (a ``task.Cooperator``).
         self.cooperator = cooperator
         self.store.subscribe(self._storeChanged)
@@ -92,7 +93,7 @@ class Camera:
             reactor = _reactor
         self.reactor = reactor
         self._scanner: task.LoopingCall | None = None
-        if scan_interval and hasattr(self.store, "scan"):
+        if scan_interval:
             self._scanner = task.LoopingCall(self.store.scan)
             self._scanner.clock = reactor
             self._scanner.start(scan_interval, now=False).addErrback(
@@ -105,10 +106,9 @@ class Camera:
     # -- what it can do -----------------------------------------------------------
     def operations(self) -> frozenset[int]:
         """The operations advertised in DeviceInfo (computed once: they do not change)."""
-        ops = getattr(self, "_operations", None)
-        if ops is None:
-            ops = self._operations = frozenset(self._compute_operations())
-        return ops
+        if self._operations is None:
+            self._operations = frozenset(self._compute_operations())
+        return self._operations
 
     def _compute_operations(self) -> list[int]:
         ops = [Op.GetDeviceInfo, Op.OpenSession, Op.CloseSession, Op.GetStorageIDs,
@@ -118,7 +118,7 @@ class Camera:
                Op.SetDevicePropValue, Op.ResetDevicePropValue, Op.GetPartialObject]
         if self.capture_source is not None:
             ops.append(Op.InitiateCapture)
-        if getattr(self.store, "allow_format", False):
+        if self.store.allow_format:
             ops.append(Op.FormatStore)
         return sorted(ops)
 
