@@ -79,6 +79,10 @@ class Channel(enum.Enum):
 
 
 class Phase(enum.Enum):
+    # Members are singletons: identity hashing keeps the table lookups at C speed
+    # (Enum's own __hash__ is Python code).
+    __hash__ = object.__hash__
+
     IDLE = "idle"
     WAIT_START_DATA = "wait-start-data"     # a data-out request, no Start Data yet
     DATA_OUT = "data-out"
@@ -90,6 +94,8 @@ class Phase(enum.Enum):
 
 class Step(enum.Enum):
     """What happened on the command channel, its direction included."""
+
+    __hash__ = object.__hash__
 
     REQUEST = "Operation Request"
     REQUEST_DATA_OUT = "Operation Request (data-out)"
@@ -123,15 +129,17 @@ _DATA_HEADER: Final = struct.Struct("<III")      # length, type, transaction id
 
 
 # -- events ---------------------------------------------------------------------------
+# Plain slotted dataclasses (not frozen: they are made per packet, and a frozen
+# dataclass costs several times as much to build); treat them as read-only.
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OperationStarted:
     """Responder: a new transaction. A data-out operation's data follows (:class:`DataStarted`)."""
 
     request: OperationRequest
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataStarted:
     """The peer opened its data phase; *length* None means "unknown" (read until End Data)."""
 
@@ -139,7 +147,7 @@ class DataStarted:
     length: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataPiece:
     """Bytes of the peer's data phase, in order (a piece of a Data or End Data packet)."""
 
@@ -147,7 +155,7 @@ class DataPiece:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataEnded:
     """The peer's data phase is over; *complete* when it carried what Start Data announced."""
 
@@ -156,7 +164,7 @@ class DataEnded:
     complete: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataOverrun:
     """The peer sent more than Start Data announced; the rest of its data is discarded."""
 
@@ -165,7 +173,7 @@ class DataOverrun:
     transferred: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelRequested:
     """Responder: the initiator cancelled the current transaction; stop its work now."""
 
@@ -173,21 +181,21 @@ class CancelRequested:
     channel: Channel
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AsyncCancel:
     """Responder: a Cancel of a transaction that is not the current one (2.7.3)."""
 
     transaction_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """A packet the machine itself answers with (the responder's TransactionCancelled)."""
 
     packet: Packet
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionEnded:
     """The response went out (responder) or came in (initiator).
 
@@ -245,6 +253,12 @@ class Transactions:
         #: Initiator: whether a PTP session is open (transaction ids 0 outside one).
         self.session_open = False
         self._next_tid = 1
+        out = (Step.START_OUT, Step.DATA_OUT, Step.END_OUT)
+        into = (Step.START_IN, Step.DATA_IN, Step.END_IN)
+        initiator = role is Role.INITIATOR
+        #: (start, piece, end) steps of what this side receives, and of what it sends.
+        self._receiving = into if initiator else out
+        self._sending = out if initiator else into
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -285,11 +299,6 @@ class Transactions:
             raise UnexpectedPacket(what)
         self.phase = nxt
 
-    def _data_steps(self, sending: bool) -> tuple[Step, Step, Step]:
-        out = (self.role is Role.INITIATOR) == sending
-        return (Step.START_OUT, Step.DATA_OUT, Step.END_OUT) if out else \
-            (Step.START_IN, Step.DATA_IN, Step.END_IN)
-
     # -- what the peer sends ---------------------------------------------------------------
     def receive(self, packet: Packet, channel: Channel = Channel.COMMAND) -> list[TransactionEvent]:
         """Take one packet of the peer's (Data pieces as the parser hands them on).
@@ -297,16 +306,17 @@ class Transactions:
         Raises :class:`~ptpip.wire.errors.UnexpectedPacket` for a packet the
         protocol does not allow here; the connection is then unusable.
         """
+        kind = type(packet)
+        if (kind is Data or kind is EndData or kind is StartData) and channel is Channel.COMMAND:
+            return self._received_data(packet)  # type: ignore[arg-type]
         if isinstance(packet, Cancel):
             return self._received_cancel(packet.transaction_id, channel)
         if channel is Channel.EVENT:
             raise UnexpectedPacket(f"{type(packet).__name__} is not a transaction packet of the event channel")
-        if isinstance(packet, (StartData, Data, EndData)):
-            return self._received_data(packet)
-        if isinstance(packet, OperationRequest) and self.role is Role.RESPONDER:
-            return self._received_request(packet)
-        if isinstance(packet, OperationResponse) and self.role is Role.INITIATOR:
-            return self._received_response(packet)
+        if kind is OperationResponse and self.role is Role.INITIATOR:
+            return self._received_response(packet)  # type: ignore[arg-type]
+        if kind is OperationRequest and self.role is Role.RESPONDER:
+            return self._received_request(packet)  # type: ignore[arg-type]
         raise UnexpectedPacket(f"{type(packet).__name__} sent to the {self.role.value}")
 
     def _received_request(self, request: OperationRequest) -> list[TransactionEvent]:
@@ -340,8 +350,8 @@ class Transactions:
             raise UnexpectedPacket(
                 f"{type(packet).__name__} for transaction {tid}, expected "
                 f"{t.request.transaction_id if t else 'none'}")
-        start, piece, end = self._data_steps(sending=False)
-        if isinstance(packet, StartData):
+        start, piece, end = self._receiving
+        if type(packet) is StartData:
             self._step(start, local=False)
             t.data_started = True
             t.length = None if packet.total_length == UNKNOWN_LENGTH else packet.total_length
@@ -353,9 +363,9 @@ class Transactions:
                 self._discard = tid
                 events.append(DataEnded(tid, 0, True))
             return events
-        last = isinstance(packet, EndData)
+        last = type(packet) is EndData
         self._step(end if last else piece, local=False)
-        payload = packet.payload
+        payload = packet.payload  # type: ignore[union-attr]
         t.transferred += len(payload)
         if t.length is not None and t.transferred > t.length:
             if not last:
@@ -450,7 +460,7 @@ class Transactions:
     def start_data(self, length: int | None) -> StartData:
         """Open this side's data phase (*length* None: unknown); the Start Data to send."""
         t = self._require()
-        start, _, _ = self._data_steps(sending=True)
+        start = self._sending[0]
         self._step(start, local=True)
         t.data_started = True
         t.length = length
@@ -461,7 +471,7 @@ class Transactions:
         so a large payload is written without a copy. Counts the bytes; more than the
         announced length is refused."""
         t = self._require()
-        _, piece, end = self._data_steps(sending=True)
+        _, piece, end = self._sending
         if t.length is not None and t.transferred + n > t.length:
             raise LocalProtocolError(
                 f"{t.transferred + n} bytes of data, {t.length} announced in Start Data")
