@@ -41,15 +41,20 @@ class Channel(Protocol):
 class WriteWatch:
     """The producer a channel's transport pauses when the peer stops reading.
 
-    It passes pause/resume on to the current data-in producer (:attr:`inner`) and
-    calls *on_stall* when the peer has not read for *stall_timeout* seconds, so
-    write buffers stay bounded.
+    It passes pause/resume on to the current data-in producer (:attr:`inner`), tells
+    the channel (*on_pause*, *on_resume*: it stops reading requests while its answers
+    cannot go out, so a peer that pipelines and never reads is not answered without
+    limit) and calls *on_stall* when the peer has not read for *stall_timeout*
+    seconds, so write buffers stay bounded.
     """
 
-    def __init__(self, reactor: Any, stall_timeout: float, on_stall: Callable[[], Any]) -> None:
+    def __init__(self, reactor: Any, stall_timeout: float, on_stall: Callable[[], Any],
+                 on_pause: Callable[[], Any] | None = None, on_resume: Callable[[], Any] | None = None) -> None:
         self.reactor = reactor
         self.stall_timeout = stall_timeout
         self.on_stall = on_stall
+        self.on_pause = on_pause
+        self.on_resume = on_resume
         self.inner: IPushProducer | None = None
         self.paused = False
         self._timer: IDelayedCall | None = None
@@ -63,12 +68,16 @@ class WriteWatch:
         self.paused = True
         if self.inner is not None:
             self.inner.pauseProducing()
+        if self.on_pause is not None:
+            self.on_pause()
         if self.stall_timeout and self._timer is None:
             self._timer = self.reactor.callLater(self.stall_timeout, self._expired)
 
     def resumeProducing(self) -> None:
         self.paused = False
         self.stop()
+        if self.on_resume is not None:
+            self.on_resume()
         if self.inner is not None:
             self.inner.resumeProducing()
 

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from . import sockets
 from .interfaces import IDataSource
 from .streams import BytesConsumer, BytesSource
 from .wire.constants import (
@@ -112,11 +113,7 @@ class _Channel(protocol.Protocol):
         self.init: defer.Deferred[Packet] = defer.Deferred()
 
     def connectionMade(self) -> None:
-        try:
-            self.transport.setTcpNoDelay(True)
-            self.transport.setTcpKeepAlive(True)
-        except (AttributeError, OSError):
-            pass
+        sockets.tune(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         self._parser.receive_data(data)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import enum
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -26,6 +25,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from . import sockets
+from .admission import Admission, Decision
 from .dataphase import DataIn, DataInStopped, IncomingData, WriteWatch
 from .interfaces import (
     IDataSource,
@@ -120,47 +121,56 @@ class _Role(enum.Enum):
 class ResponderProtocol(protocol.Protocol):
     """One TCP connection of a PTP-IP responder: command/data or event channel."""
 
-    # Set by makeConnection: a tcp.Connection, which is an ITCPTransport, IConsumer and
-    # IPushProducer at once (and whose internals the sendfile paths use).
+    # Set by makeConnection: a tcp.Connection (ITCPTransport, IConsumer, IPushProducer).
     transport: Any
 
     log = Logger()
     factory: ResponderFactory
+
+    #: Reasons to stop dispatching that leave the socket read (so that a peer who goes
+    #: away is noticed at once); a peer that sends this much meanwhile is paused.
+    _READING_HOLDS = frozenset({"establishing"})
+    _HELD_BYTES = 1 << 16
 
     def __init__(self) -> None:
         self.role = _Role.NEW
         self.session: ResponderSession | None = None
         self.connection_number: int | None = None
         self.initiator: InitiatorInfo | None = None
+        self.host = ""
+        self.pending = False              # counted as a handshake in flight
         self._parser: PacketParser | None = None
         self._holds: set[str] = set()
+        self._paused = False
         self._draining = False
         self._timer: IDelayedCall | None = None
         self._stall: IDelayedCall | None = None
+        self._closer: IDelayedCall | None = None
 
     # -- Twisted ---------------------------------------------------------
     def connectionMade(self) -> None:
-        self._parser = PacketParser(self.factory.max_packet_size)
-        _tune_socket(self.transport)
-        self.watch = WriteWatch(self.factory.reactor, self.factory.stall_timeout,
-                                lambda: self._stalled("stopped reading (our send buffer stayed full)"))
+        f = self.factory
+        self._parser = PacketParser(f.max_packet_size)
+        sockets.tune(self.transport)
+        self.watch = WriteWatch(f.reactor, f.stall_timeout,
+                                lambda: self._stalled("stopped reading (our send buffer stayed full)"),
+                                on_pause=lambda: self.hold("output-full"),
+                                on_resume=lambda: self.release("output-full"))
         self.transport.registerProducer(self.watch, True)
-        self.factory.connections.add(self)
-        unestablished = sum(1 for c in self.factory.connections if c.session is None)
-        if unestablished > self.factory.max_pending:
-            self.log.warn("refusing {peer}: {n} connections are already establishing",
-                          peer=self.transport.getPeer(), n=unestablished - 1)
-            self.sendPacket(InitFail(FailReason.BUSY))
-            self.close()
-            return
-        self._timer = self.factory.reactor.callLater(
-            self.factory.establishment_timeout, self._establishmentTimedOut)
+        f.connections.add(self)
+        self.host = getattr(self.transport.getPeer(), "host", "") or ""
+        for old in f.admission.connected(self.host, self):
+            cast(ResponderProtocol, old).refuse(FailReason.BUSY, f"a newer connection from {self.host} needed its place "
+                                        f"(more than {f.admission.max_unidentified_per_address} silent ones)")
+        self._timer = f.reactor.callLater(f.identify_timeout, self._establishmentTimedOut, "sent nothing")
 
     def dataReceived(self, data: bytes) -> None:
         assert self._parser is not None
         self._parser.receive_data(data)
         if self.session is not None:
             self.session.activity()
+        if self._holds and not self._paused and self._parser.pending > self._HELD_BYTES:
+            self._pause()                     # held but still sending: stop reading too
         self._drain()
         self._watchStall()
 
@@ -193,30 +203,45 @@ class ResponderProtocol(protocol.Protocol):
         self.close(abort=True)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        self.factory.connections.discard(self)
+        f = self.factory
+        f.connections.discard(self)
         previous, self.role = self.role, _Role.CLOSED
-        self._cancelTimer()
-        if self._stall is not None and self._stall.active():
-            self._stall.cancel()
+        for timer in (self._timer, self._stall, self._closer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = None
         self.watch.stop()
+        f.admission.identified(self)
+        if self.pending:
+            self.pending = False
+            f.admission.pending.remove(self.host)
         if previous is _Role.COMMAND and self.session is None:
-            self.factory._pending.pop(self.connection_number, None)
+            f._pending.pop(self.connection_number, None)
         if self.session is not None:
             self.session.close(reason)
 
     # -- flow control -----------------------------------------------------
     def hold(self, why: str) -> None:
-        """Stop reading and dispatching packets until :meth:`release` of *why*."""
-        if not self._holds and self.transport is not None:
-            self.transport.pauseProducing()
+        """Stop dispatching packets (and, but for establishing, reading) until :meth:`release` of *why*."""
         self._holds.add(why)
+        if why not in self._READING_HOLDS and not self._paused:
+            self._pause()
+
+    def _pause(self) -> None:
+        if self.transport is not None:
+            self._paused = True
+            self.transport.pauseProducing()
 
     def release(self, why: str) -> None:
         if why not in self._holds:
             return
         self._holds.discard(why)
-        if not self._holds and self.role is not _Role.CLOSED:
+        if self.role is _Role.CLOSED:
+            return
+        if self._paused and self._holds <= self._READING_HOLDS:
+            self._paused = False
             self.transport.resumeProducing()
+        if not self._holds:
             self._drain()
             self._watchStall()
 
@@ -244,7 +269,9 @@ class ResponderProtocol(protocol.Protocol):
     # -- packets ----------------------------------------------------------
     def packetReceived(self, packet: Packet) -> None:
         if self.role is _Role.NEW:
+            self.factory.admission.identified(self)
             if isinstance(packet, InitCommandRequest):
+                self._restartTimer(self.factory.establishment_timeout, "has no event channel")
                 self.factory.initCommand(self, packet)
             elif isinstance(packet, InitEventRequest):
                 self.factory.initEvent(self, packet)
@@ -273,52 +300,53 @@ class ResponderProtocol(protocol.Protocol):
             self.sendPacket(InitFail(reason))
         self.close()
 
+    def refuse(self, reason: FailReason, why: str) -> None:
+        """Answer Init Fail with *reason* and close (establishment only)."""
+        self.log.warn("refusing {peer}: Init Fail {reason}: {why}",
+                      peer=self.transport.getPeer(), reason=reason.name, why=why)
+        self.sendPacket(InitFail(reason))
+        self.close()
+
     def close(self, abort: bool = False) -> None:
-        """Close; *abort* drops what is still buffered (for a peer that stopped reading)."""
-        if self.role is not _Role.CLOSED and self.transport is not None:
-            if abort:
-                self.transport.abortConnection()
-            else:
-                self.transport.loseConnection()
-            self._holds.add("closing")
+        """Close after what is buffered, within ``close_grace`` seconds whatever the
+        peer reads; *abort* drops it at once (for a peer that stopped reading)."""
+        if self.role is _Role.CLOSED or self.transport is None:
+            return
+        self._holds.add("closing")
+        if abort:
+            self.transport.abortConnection()
+            return
+        # A registered producer that is paused would keep loseConnection waiting for it
+        # for ever: the connection is ending, there is nothing more to produce.
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+        if self._closer is None:
+            self._closer = self.factory.reactor.callLater(self.factory.close_grace, self.abort)
 
     def abort(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and self.role is not _Role.CLOSED:
             self.transport.abortConnection()
 
     # -- establishment ----------------------------------------------------
     def established(self) -> None:
         self._cancelTimer()
 
+    def _restartTimer(self, seconds: float, why: str) -> None:
+        self._cancelTimer()
+        self._timer = self.factory.reactor.callLater(seconds, self._establishmentTimedOut, why)
+
     def _cancelTimer(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
 
-    def _establishmentTimedOut(self) -> None:
+    def _establishmentTimedOut(self, why: str) -> None:
         self._timer = None
         if self.session is None and self.role is not _Role.CLOSED:
-            self.log.warn("{role} connection from {peer}: not established within {timeout} s; closing",
-                          role=self.role.value, peer=self.transport.getPeer(),
-                          timeout=self.factory.establishment_timeout)
+            self.log.warn("{role} connection from {peer} {why}; closing",
+                          role=self.role.value, peer=self.transport.getPeer(), why=why)
             self.close()
-
-
-def _tune_socket(transport: Any) -> None:
-    """TCP_NODELAY (2.5 ms per transaction, not 44) and SO_KEEPALIVE (spec 2.2.3.2)."""
-    try:
-        transport.setTcpNoDelay(True)
-        transport.setTcpKeepAlive(True)
-    except (AttributeError, OSError, NotImplementedError):
-        pass
-    sock = getattr(transport, "socket", None)
-    if sock is not None and hasattr(socket, "TCP_KEEPIDLE"):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
-        except OSError:
-            pass
 
 
 class ResponderSession:
@@ -343,6 +371,7 @@ class ResponderSession:
         self._incoming: IncomingData | None = None
         self._dataIn: DataIn | None = None
         self.events = _EventSink(self)
+        self.dropped_events = 0
         self.last_activity = factory.reactor.seconds()
         self._idle: IDelayedCall | None = None
         self._probe: defer.Deferred[bool] | None = None
@@ -384,8 +413,8 @@ class ResponderSession:
         return self.transactions.busy
 
     def probe(self, timeout: float) -> defer.Deferred[bool]:
-        """Send a Probe Request (spec 2.3.13); fires True on the answer, False (and the
-        session is closed) when none comes within *timeout* seconds."""
+        """Send a Probe Request (spec 2.3.13); fires True on the answer, False when none
+        comes within *timeout* seconds (what to do then is the caller's decision)."""
         if self._probe is not None:
             return self._probe
         d = self._probe = defer.Deferred()
@@ -394,12 +423,23 @@ class ResponderSession:
         def expired() -> None:
             self._probe_timer = None
             self._probe = None
-            self.log.warn("session {number} with {name!r} did not answer a probe; reclaiming it",
-                          number=self.initiator.connection_number, name=self.initiator.friendly_name)
-            self.close()
             d.callback(False)
         self._probe_timer = self.factory.reactor.callLater(timeout, expired)
         return d
+
+    def tcpTrouble(self) -> str | None:
+        """Why either channel's TCP connection is dead, or None."""
+        for channel in (self.command, self.event):
+            trouble = sockets.tcp_trouble(getattr(channel.transport, "socket", None))
+            if trouble is not None:
+                return f"the {channel.role.value} channel: {trouble}"
+        return None
+
+    def reclaim(self, why: str) -> None:
+        """Close the session to give its place to a newcomer; the log says why."""
+        self.log.warn("reclaiming session {number} with {name!r} for a newcomer: {why}",
+                      number=self.initiator.connection_number, name=self.initiator.friendly_name, why=why)
+        self.close()
 
     def _probeAnswered(self) -> None:
         d, self._probe = self._probe, None
@@ -568,16 +608,18 @@ class ResponderSession:
         if self.closed:
             return
         self.closed = True
-        self.factory.sessions.discard(self)
+        if self in self.factory.sessions:
+            self.factory.sessions.discard(self)
+            self.factory.admission.sessions.remove(self.command.host)
         for timer in (self._idle, self._probe_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         if self._probe is not None:
             d, self._probe = self._probe, None
             d.callback(False)
+        self._stopWork(ConnectionClosed("the PTP-IP connection closed during data-out"))
         self.command.close()
         self.event.close()
-        self._stopWork(ConnectionClosed("the PTP-IP connection closed during data-out"))
         if self.handler is not None:
             try:
                 self.handler.connectionLost(reason or Failure(ConnectionClosed("closed")))
@@ -593,8 +635,18 @@ class _EventSink:
         self._session = session
 
     def sendEvent(self, code: int, params: tuple[int, ...] = (), transaction_id: int = NO_TRANSACTION) -> None:
-        if not self._session.closed:
-            self._session.event.sendPacket(Event(code, transaction_id, tuple(params)))
+        session = self._session
+        if session.closed:
+            return
+        if session.event.watch.paused:
+            # The initiator does not read its event channel: dropped, not queued without
+            # limit (the stall timeout ends the session if it never reads again).
+            session.dropped_events += 1
+            if session.dropped_events == 1:
+                session.log.warn("session {number}: the initiator does not read its events; dropping them",
+                                 number=session.initiator.connection_number)
+            return
+        session.event.sendPacket(Event(code, transaction_id, tuple(params)))
 
 
 def _random_guid() -> bytes:
@@ -608,17 +660,27 @@ class ResponderFactory(protocol.Factory):
     :param guid: the responder's 16-byte GUID (random if omitted).
     :param friendly_name: shown by initiators (at most 39 UTF-16 units).
     :param policy: an :class:`~ptpip.interfaces.IInitiatorPolicy` (default: accept all).
-    :param max_sessions: established sessions beyond which Init Fail BUSY is answered.
-    :param establishment_timeout: seconds for both channels to be up (spec: 30).
+    :param max_sessions: sessions (and handshakes in flight) beyond which Init Fail BUSY is answered.
+    :param establishment_timeout: seconds for the event channel to follow the command channel (spec: 30).
+    :param identify_timeout: seconds a new connection may stay silent before its first packet.
     :param reactor: an ``IReactorTime`` (inject a ``task.Clock`` in tests).
-    :param max_pending: connections still establishing at once; more get Init Fail BUSY.
+    :param max_pending: handshakes in flight at once (Init Command Request answered, no event
+        channel yet); more get Init Fail BUSY. An event channel for a known connection is always taken.
+    :param max_pending_per_address: handshakes in flight from one address (default: what
+        *max_pending* and *max_per_address* allow).
     :param max_per_address: sessions (and handshakes) from one address; more get BUSY.
     :param stall_timeout: seconds a peer may stop sending mid-packet or mid-data-phase, or
         stop reading what we send, before its connection is closed (0: never).
     :param idle_timeout: seconds without any packet before an idle session is closed (None: never).
     :param probe_timeout: seconds to wait for a Probe Response (spec: 10).
-    :param probe_idle: when the session limit is reached, sessions idle this long are
-        probed and reclaimed if they do not answer, before BUSY is answered (spec 2.3.13).
+    :param probe_idle: when the session limit is reached, sessions idle this long are probed.
+    :param reclaim_idle: a probed session that does not answer is reclaimed (closed, its place
+        given to the newcomer) only when it has also been idle this long, or when its TCP
+        connection is dead: libgphoto2 never answers probes, so a live gphoto2 session that
+        merely paused is kept.
+    :param strict_version: refuse an initiator whose protocol version has another major number
+        (spec 5.5); by default it is accepted with a warning and answered with our version.
+    :param close_grace: seconds a closing connection may take to flush what is buffered.
     """
 
     # See CCCPFactory.protocol: our protocol names its own factory class.
@@ -631,9 +693,12 @@ class ResponderFactory(protocol.Factory):
                  reactor: IReactorTime | None = None,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
                  data_packet_size: int = DATA_PACKET_SIZE,
-                 version: int = PROTOCOL_VERSION, max_pending: int = 16, max_per_address: int = 8,
+                 version: int = PROTOCOL_VERSION, max_pending: int = 64, max_per_address: int = 8,
                  stall_timeout: float = 60.0, idle_timeout: float | None = None,
-                 probe_timeout: float = 10.0, probe_idle: float = 10.0) -> None:
+                 probe_timeout: float = 10.0, probe_idle: float = 10.0, *,
+                 max_pending_per_address: int | None = None, identify_timeout: float = 10.0,
+                 reclaim_idle: float = 300.0, strict_version: bool = False,
+                 close_grace: float = 1.0) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
@@ -643,71 +708,105 @@ class ResponderFactory(protocol.Factory):
         self.friendly_name = friendly_name
         from .devices.policy import AcceptAllPolicy
         self.policy = IInitiatorPolicy(policy) if policy is not None else AcceptAllPolicy()
-        self.max_sessions = max_sessions
         self.establishment_timeout = establishment_timeout
+        self.identify_timeout = min(identify_timeout, establishment_timeout)
         self.reactor: Any = reactor
         self.max_packet_size = max_packet_size
         self.data_packet_size = data_packet_size
         self.version = version
-        self.max_pending = max_pending
-        self.max_per_address = max_per_address
         self.stall_timeout = stall_timeout
         self.idle_timeout = idle_timeout
         self.probe_timeout = probe_timeout
         self.probe_idle = probe_idle
+        self.reclaim_idle = reclaim_idle
+        self.strict_version = strict_version
+        self.close_grace = close_grace
+        self.admission = Admission(max_sessions=max_sessions, max_per_address=max_per_address,
+                                   max_pending=max_pending, max_pending_per_address=max_pending_per_address)
         self.connections: set[ResponderProtocol] = set()
         self.sessions: set[ResponderSession] = set()
         self._pending: dict[int | None, ResponderProtocol] = {}
 
+    @property
+    def max_sessions(self) -> int:
+        return self.admission.max_sessions
+
     # -- establishment (spec 2.2.3.1) -------------------------------------------
     def initCommand(self, proto: ResponderProtocol, request: InitCommandRequest) -> None:
-        peer = proto.transport.getPeer()
-        info = InitiatorInfo(request.guid, request.friendly_name, request.version, peer)
+        info = InitiatorInfo(request.guid, request.friendly_name, request.version, proto.transport.getPeer())
         proto.initiator = info
         proto.role = _Role.COMMAND        # no further Init packets on this connection
         proto.hold("establishing")
         if version_major(request.version) != version_major(self.version):
-            self._refuse(proto, FailReason.UNSPECIFIED,
-                         f"protocol version 0x{request.version:08X} has another major number")
+            if self.strict_version:
+                proto.refuse(FailReason.UNSPECIFIED,
+                             f"protocol version 0x{request.version:08X} has another major number")
+                return
+            self.log.warn("{peer} ({name!r}) speaks protocol version 0x{v:08X}, another major number; "
+                          "answering with ours, 0x{ours:08X} (--strict-version refuses it)",
+                          peer=info.address, name=info.friendly_name, v=request.version, ours=self.version)
+            info.version = self.version
+        decision = self.admission.command(proto.host)
+        if decision in (Decision.ADDRESS_FULL, Decision.PENDING_FULL):
+            proto.refuse(FailReason.BUSY, self.admission.describe(decision, proto.host))
             return
+        proto.pending = True                  # a handshake in flight, while the policy decides too
+        self.admission.pending.add(proto.host)
         d = defer.maybeDeferred(self.policy.accept, info)
         d.addCallbacks(self._policyDecided, self._policyFailed,
                        callbackArgs=(proto, info), errbackArgs=(proto,))
 
     def _policyFailed(self, failure: Failure, proto: ResponderProtocol) -> None:
         self.log.failure("initiator policy failed", failure)
-        self._refuse(proto, FailReason.UNSPECIFIED, "initiator policy failed")
+        proto.refuse(FailReason.UNSPECIFIED, "initiator policy failed")
+
+    def _full(self) -> bool:
+        a = self.admission
+        return a.sessions.total + a.pending.total > a.max_sessions   # the newcomer counts as pending
 
     def _policyDecided(self, accepted: bool, proto: ResponderProtocol, info: InitiatorInfo) -> None:
         if proto.role is _Role.CLOSED:
             return
         if not accepted:
-            self._refuse(proto, FailReason.REJECTED_INITIATOR,
+            proto.refuse(FailReason.REJECTED_INITIATOR,
                          f"initiator {info.guid.hex()} ({info.friendly_name!r}) is not allowed")
             return
-        host = getattr(info.address, "host", None)
-        same = sum(1 for s in self.sessions if getattr(s.initiator.address, "host", None) == host)
-        same += sum(1 for p in self._pending.values()
-                    if p.initiator is not None and getattr(p.initiator.address, "host", None) == host)
-        if same >= self.max_per_address:
-            self._refuse(proto, FailReason.BUSY, f"{same} sessions from {host} already")
-            return
-        if len(self.sessions) + len(self._pending) >= self.max_sessions:
+        if self._full():
             self._reclaim().addCallback(self._afterReclaim, proto, info)
             return
         self._ack(proto, info)
 
     def _reclaim(self) -> defer.Deferred[Any]:
-        """Probe sessions idle for ``probe_idle`` seconds; those that do not answer are closed."""
+        """At the session limit: sessions whose TCP connection is dead are closed; those
+        idle for ``probe_idle`` seconds are probed, and one that does not answer is closed
+        if it has also been idle for ``reclaim_idle`` seconds (spec 2.3.13)."""
         now = self.reactor.seconds()
-        idle = [s for s in self.sessions if not s.busy and now - s.last_activity >= self.probe_idle]
-        return defer.DeferredList([s.probe(self.probe_timeout) for s in idle])
+        probes = []
+        for s in list(self.sessions):
+            trouble = s.tcpTrouble()
+            if trouble is not None:
+                s.reclaim(f"{trouble}")
+            elif not s.busy and now - s.last_activity >= self.probe_idle:
+                probes.append(s.probe(self.probe_timeout).addCallback(self._probed, s))
+        return defer.DeferredList(probes)
+
+    def _probed(self, answered: bool, session: ResponderSession) -> None:
+        if answered or session.closed:
+            return
+        idle = self.reactor.seconds() - session.last_activity
+        if idle >= self.reclaim_idle:
+            session.reclaim(f"no answer to a probe within {self.probe_timeout:g} s and idle for {idle:.0f} s")
+        else:
+            self.log.info("session {number} with {name!r} did not answer a probe but was active {idle:.0f} s "
+                          "ago (under --reclaim-idle {limit:g} s): kept (libgphoto2 never answers probes)",
+                          number=session.initiator.connection_number, name=session.initiator.friendly_name,
+                          idle=idle, limit=self.reclaim_idle)
 
     def _afterReclaim(self, _: Any, proto: ResponderProtocol, info: InitiatorInfo) -> None:
         if proto.role is _Role.CLOSED:
             return
-        if len(self.sessions) + len(self._pending) >= self.max_sessions:
-            self._refuse(proto, FailReason.BUSY, f"{self.max_sessions} sessions already")
+        if self._full():
+            proto.refuse(FailReason.BUSY, self.admission.describe(Decision.SESSIONS_FULL, proto.host))
             return
         self._ack(proto, info)
 
@@ -727,30 +826,27 @@ class ResponderFactory(protocol.Factory):
             if number and number not in self._pending:
                 return number
 
-    def _refuse(self, proto: ResponderProtocol, reason: FailReason, why: str) -> None:
-        self.log.warn("refusing {peer}: Init Fail {reason}: {why}",
-                      peer=proto.transport.getPeer(), reason=reason.name, why=why)
-        proto.sendPacket(InitFail(reason))
-        proto.close()
-
     def initEvent(self, proto: ResponderProtocol, request: InitEventRequest) -> None:
         proto.role = _Role.EVENT
         command = self._pending.get(request.connection_number)
-        peer = proto.transport.getPeer()
         if command is None:
-            self._refuse(proto, FailReason.UNSPECIFIED,
-                         f"unknown connection number {request.connection_number}")
+            proto.refuse(FailReason.UNSPECIFIED, f"unknown connection number {request.connection_number}"
+                         " (an initiator on a port other than 15740 must name it twice, e.g. gphoto2's "
+                         "ptpip:HOST:PORT:PORT)")
             return
-        if getattr(peer, "host", None) != getattr(command.transport.getPeer(), "host", None):
-            self._refuse(proto, FailReason.UNSPECIFIED,
-                         f"event channel from {peer}, command channel from another host")
+        if proto.host != command.host:
+            proto.refuse(FailReason.UNSPECIFIED,
+                         f"event channel from {proto.host}, command channel from {command.host}")
             return
         del self._pending[request.connection_number]
         assert command.initiator is not None
+        command.pending = False
+        self.admission.pending.remove(command.host)
         session = ResponderSession(self, command, proto, command.initiator)
         command.session = proto.session = session
         proto.connection_number = request.connection_number
         self.sessions.add(session)
+        self.admission.sessions.add(command.host)
         proto.sendPacket(InitEventAck())
         command.established()
         proto.established()

@@ -71,7 +71,14 @@ class Options(usage.Options):
         ["scan-interval", None, 2.0, "Seconds between scans of the folder for added/removed files (0: off).", float],
         ["allow-list", None, None, "Accept only the initiator GUIDs listed in this file (one per line)."],
         ["pair", None, None, "Pairing mode: accept and remember the next new initiator in this GUID file."],
-        ["max-per-address", None, 8, "Sessions from one address at once.", int],
+        ["max-per-address", None, 8, "Sessions (and handshakes) from one address at once.", int],
+        ["max-pending", None, 64, "Handshakes in flight at once (Init Command Request answered, event "
+                                  "channel not yet there); more are answered Init Fail BUSY.", int],
+        ["max-pending-per-address", None, None, "Handshakes in flight from one address (default: what "
+                                                "--max-pending and --max-per-address allow).", int],
+        ["reclaim-idle", None, 300.0, "At --max-sessions, a session that does not answer a probe is "
+                                      "closed for a newcomer only if idle this many seconds (or its TCP "
+                                      "connection is dead): gphoto2 never answers probes.", float],
         ["stall-timeout", None, 60.0, "Seconds a peer may stall mid-packet or stop reading (0: never).", float],
         ["idle-timeout", None, 0.0, "Seconds before an idle session is closed (0: never).", float],
     ]
@@ -84,6 +91,8 @@ class Options(usage.Options):
                                "--allow-list or --pair."],
         ["allow-format", None, "Let FormatStore erase the folder."],
         ["read-only", None, "Refuse uploads, deletions and protection changes."],
+        ["strict-version", None, "Refuse initiators whose protocol version has another major number "
+                                 "(by default they are answered with ours and a warning is logged)."],
     ]
 
     def __init__(self) -> None:
@@ -138,6 +147,9 @@ class Options(usage.Options):
         for opt in ("root", "capture-folder"):
             if self[opt] is not None:
                 _check_folder(opt, self[opt])
+        for opt in ("max-sessions", "max-per-address", "max-pending", "max-pending-per-address"):
+            if self[opt] is not None and self[opt] < 1:
+                raise usage.UsageError(f"--{opt} must be at least 1, not {self[opt]}")
         if self["anonymous"] and self["no-anonymous"]:
             raise usage.UsageError("use --anonymous or --no-anonymous, not both")
         if self["allow-list"] and self["pair"]:
@@ -191,7 +203,11 @@ def makeService(options: Options) -> service.MultiService:
                                max_sessions=options["max-sessions"], policy=policy,
                                max_per_address=options["max-per-address"],
                                stall_timeout=options["stall-timeout"],
-                               idle_timeout=options["idle-timeout"] or None)
+                               idle_timeout=options["idle-timeout"] or None,
+                               max_pending=options["max-pending"],
+                               max_pending_per_address=options["max-pending-per-address"],
+                               reclaim_idle=options["reclaim-idle"],
+                               strict_version=bool(options["strict-version"]))
     top = service.MultiService()
     _CameraService(camera, cleanup).setServiceParent(top)
     for endpoint in options["listen"]:

@@ -170,12 +170,30 @@ def test_framing_error_before_establishment_answers_init_fail():
     assert p.closed
 
 
-def test_other_major_version_fails():
-    """Spec 5.5: different major numbers are not compatible."""
-    factory, _ = make_factory()
+def test_other_major_version_fails_when_strict():
+    """Spec 5.5: different major numbers are not compatible; --strict-version refuses them."""
+    factory, _ = make_factory(strict_version=True)
     p = Peer(factory)
     p.send(InitCommandRequest(GUID, "future", 0x00020000))
     assert p.read() == [InitFail(FailReason.UNSPECIFIED)]
+
+
+@pytest.mark.parametrize("version", [0x00000064, 0x00020000, 0])
+def test_other_major_versions_are_accepted_and_answered_with_ours_by_default(version):
+    """A Python PTP library in use with real cameras sends 0x00000064 (major and minor
+    swapped); real cameras accept it, and spec 5.5 rule 4 leaves the decision to the
+    initiator: we answer with our own version and log a warning."""
+    from twisted.logger import globalLogPublisher
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        factory, _ = make_factory()
+        cmd, evt = establish(factory, version=version)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert len(factory.sessions) == 1
+    assert cmd.received[0].version == PROTOCOL_VERSION
+    assert any("another major number" in e.get("log_format", "") and e.get("v") == version for e in seen)
 
 
 def test_newer_minor_version_is_answered_with_ours_and_older_with_theirs():

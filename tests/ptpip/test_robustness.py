@@ -17,6 +17,8 @@ from ptpip.packets import (
     Data,
     InitCommandAck,
     InitCommandRequest,
+    InitEventAck,
+    InitEventRequest,
     InitFail,
     OperationRequest,
     OperationResponse,
@@ -145,11 +147,24 @@ def test_sessions_stay_open_by_default():
 # -- limits ------------------------------------------------------------------------------
 
 def test_too_many_pending_handshakes_get_busy():
-    factory, clock = make_factory(max_pending=3)
-    silent = [Peer(factory, port=41000 + i) for i in range(3)]
+    """Handshakes in flight (Init Command Request answered, no event channel yet) are
+    limited; a connection that has sent nothing is not a handshake and is not refused."""
+    factory, clock = make_factory(max_pending=3, max_per_address=8)
+    waiting = []
+    for i in range(3):
+        p = Peer(factory, port=41000 + i)
+        p.send(InitCommandRequest(GUID, f"w{i}"))
+        assert isinstance(p.read()[0], InitCommandAck)
+        waiting.append(p)
     extra = Peer(factory, port=42000)
+    assert extra.read() == [] and not extra.closed
+    extra.send(InitCommandRequest(GUID, "extra"))
     assert extra.read() == [InitFail(FailReason.BUSY)] and extra.closed
-    assert not any(p.closed for p in silent)
+    # an event channel for a known connection is always taken, whatever the limit
+    evt = Peer(factory, port=43000)
+    evt.send(InitEventRequest(waiting[0].received[0].connection_number))
+    assert evt.read() == [InitEventAck()]
+    assert not any(p.closed for p in waiting)
 
 
 def test_per_address_limit():
@@ -167,7 +182,7 @@ def test_per_address_limit():
 def test_dead_sessions_are_probed_and_reclaimed_before_busy():
     """Spec 2.3.13: at the session limit, idle sessions are probed; one that does not
     answer within the probe timeout is closed and its slot given to the newcomer."""
-    factory, clock = make_factory(max_sessions=1, probe_timeout=10, probe_idle=10)
+    factory, clock = make_factory(max_sessions=1, probe_timeout=10, probe_idle=10, reclaim_idle=15)
     old_cmd, old_evt = establish(factory)
     clock.advance(20)
     new = Peer(factory, port=43000)

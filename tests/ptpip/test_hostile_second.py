@@ -1,0 +1,283 @@
+"""Hostile peers, second wave: leaks, races, floods and lock-outs found by attacking the
+responder from outside. Each case runs over real sockets on 127.0.0.1 against the
+``camera`` fixture of ``test_hostile``, which checks afterwards that a fresh session lists
+and downloads byte-identically and that nothing in the store was added or changed."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+from ptpip.constants import DataPhase, FailReason
+from ptpip.constants import OperationCode as Op
+from ptpip.errors import InitFailed
+from ptpip.initiator import connect
+from ptpip.packets import Data, EndData, OperationRequest
+
+from .test_hostile import raw, response, session, sleep
+
+IN = DataPhase.NO_DATA_OR_DATA_IN
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def server_side(cam: Any) -> list[Any]:
+    return list(cam.factory.connections)
+
+
+async def until(reactor: Any, cond: Any, timeout: float) -> float:
+    """Wait for *cond*; the seconds it took (fails after *timeout*)."""
+    start = reactor.seconds()
+    while not cond():
+        if reactor.seconds() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        await sleep(reactor, 0.02)
+    return reactor.seconds() - start
+
+
+async def big_handle(reactor: Any, cmd: Any, name: str = "big.avi") -> int:
+    from ptpip.datasets import ObjectInfo, unpack_u32_array
+    cmd.send(OperationRequest(IN, Op.GetObjectHandles, 1, (0xFFFFFFFF, 0, 0)))
+    await response(reactor, cmd, 1)
+    payload = b"".join(p.payload for p in cmd.packets if isinstance(p, (Data, EndData)) and p.transaction_id == 1)
+    for i, h in enumerate(unpack_u32_array(payload)):
+        tid = 100 + i
+        cmd.send(OperationRequest(IN, Op.GetObjectInfo, tid, (h,)))
+        await response(reactor, cmd, tid)
+        data = b"".join(p.payload for p in cmd.packets if isinstance(p, (Data, EndData)) and p.transaction_id == tid)
+        if ObjectInfo.decode(data).filename == name:
+            return h
+    raise AssertionError(f"no {name}")
+
+
+# -- 1: a session that ends during a download closes both channels at once ---------------
+
+@pytest.mark.parametrize("how", ["close", "garbage"])
+@pytest.mark.parametrize("path", ["sendfile", "buffered"])
+@pytest_twisted.ensureDeferred
+async def test_1_session_ending_during_a_download_closes_both_channels_within_a_second(reactor, tmp_path,
+                                                                                        how, path):
+    """A slow reader is in the middle of a download (a file by sendfile, or a device's data
+    written through Twisted's buffer) when its event channel ends, cleanly or with garbage:
+    the command channel is closed by the responder within a second, whatever is still
+    buffered (with the default 60 s stall timeout, which must not be what ends it), and
+    once the reader has read and closed, no socket is left in CLOSE-WAIT."""
+    import socket
+
+    from ptpip.responder import ResponderFactory
+
+    from ..conftest import start_responder, stop_responder
+    from .helpers import OP_DATA_IN, ScriptedDevice
+    root = str(tmp_path / "store")
+    os.makedirs(root)
+    with open(os.path.join(root, "huge.avi"), "wb") as f:      # more than both socket buffers hold
+        f.write(b"RIFF\x00\x00\x00\x00AVI ")
+        f.truncate(64 << 20)
+    r = await start_responder(reactor, root)
+    if path == "buffered":
+        device = ScriptedDevice()
+        device.source = lambda n: b"\x5a" * n
+        r.listening.factory = ResponderFactory(device, friendly_name="buffered")
+        r.factory = r.listening.factory
+    try:
+        before = open_fds()
+        cmd, evt = await session(reactor, r.port)
+        op = (Op.GetObject, (await big_handle(reactor, cmd, "huge.avi"),)) if path == "sendfile" \
+            else (OP_DATA_IN, (32 << 20,))
+        cmd.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        cmd.transport.pauseProducing()                   # a slow reader: it stops reading
+        cmd.send(OperationRequest(IN, op[0], 9, op[1]))
+        await sleep(reactor, 0.3)
+        assert len(server_side(r)) == 2
+        if how == "close":
+            evt.transport.loseConnection()
+        else:
+            evt.transport.write(b"\xff" * 64)
+        took = await until(reactor, lambda: not server_side(r), 3)
+        assert took <= 1.2
+        cmd.transport.resumeProducing()                  # it reads what reached it, then closes
+        await sleep(reactor, 0.2)
+        cmd.transport.loseConnection()
+        await until(reactor, lambda: open_fds() <= before, 1.0)
+    finally:
+        await stop_responder(r)
+
+
+# -- 2: a burst of initiators within the limits all get in ----------------------------------
+
+def twistd(port: int, *args: str) -> subprocess.Popen[bytes]:
+    """The responder as users run it, with the plugin's own options (its log goes to a
+    file: a pipe nobody reads would block it)."""
+    import tempfile
+    log = tempfile.TemporaryFile()
+    def more_fds() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    return subprocess.Popen([sys.executable, "-m", "twisted", "ptpip-responder", "--no-announce",
+                             "--listen", f"tcp:{port}:interface=127.0.0.1", *args],
+                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=more_fds)
+
+
+def free_port() -> int:
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return int(port)
+
+
+async def wait_listening(reactor: Any, port: int, proc: subprocess.Popen[bytes]) -> None:
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+    from twisted.internet.protocol import Factory, Protocol
+    for _ in range(200):
+        assert proc.poll() is None, "the responder exited"
+        try:
+            p = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(Protocol))
+            p.transport.abortConnection()
+            return
+        except Exception:
+            await sleep(reactor, 0.05)
+    raise AssertionError("the responder did not start")
+
+
+async def sessions(reactor: Any, port: int, n: int, in_flight: int, deadline: float) -> tuple[list[Any], int]:
+    """*n* initiators, at most *in_flight* handshakes at once, each retrying on BUSY after a
+    short back-off; all the sessions, held open, and the number of BUSY answers."""
+    sem = defer.DeferredSemaphore(in_flight)
+    busy = 0
+    start = reactor.seconds()
+
+    async def one(i: int) -> Any:
+        nonlocal busy
+        while True:
+            try:
+                return await connect(reactor, "127.0.0.1", port, guid=i.to_bytes(16, "big"),
+                                     friendly_name=f"burst {i}", timeout=10)
+            except InitFailed as e:
+                assert e.reason == FailReason.BUSY, e
+                busy += 1
+                assert reactor.seconds() - start < deadline, f"{i} still refused after {deadline} s"
+                await sleep(reactor, 0.05)
+
+    async def limited(i: int) -> Any:
+        return await sem.run(lambda: defer.ensureDeferred(one(i)))
+    got = await defer.gatherResults([defer.ensureDeferred(limited(i)) for i in range(n)], consumeErrors=True)
+    return got, busy
+
+
+def more_client_fds() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+@pytest_twisted.ensureDeferred
+async def test_2_sixteen_initiators_at_once_within_the_limits_all_get_sessions(reactor):
+    port = free_port()
+    proc = twistd(port, "--max-sessions", "16", "--max-per-address", "16")
+    try:
+        await wait_listening(reactor, port, proc)
+        got, busy = await sessions(reactor, port, 16, in_flight=16, deadline=0.001)   # no BUSY allowed
+        assert len(got) == 16 and busy == 0
+        await defer.gatherResults([s.close() for s in got])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.timeout(120)
+@pytest_twisted.ensureDeferred
+async def test_2_a_thousand_initiators_200_in_flight_all_get_sessions_within_30_s(reactor):
+    more_client_fds()
+    port = free_port()
+    proc = twistd(port, "--max-sessions", "5000", "--max-per-address", "5000")
+    try:
+        await wait_listening(reactor, port, proc)
+        start = reactor.seconds()
+        got, busy = await sessions(reactor, port, 1000, in_flight=200, deadline=30)
+        took = reactor.seconds() - start
+        assert len(got) == 1000 and took < 30, (took, busy)
+        await defer.gatherResults([s.close() for s in got])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_2_a_pending_peer_that_goes_away_is_noticed_at_once(reactor, camera):
+    """A command channel waiting for its event channel that disconnects frees its
+    handshake slot at once, not after the establishment timeout."""
+    cmd = await raw(reactor, camera.port)
+    from ptpip.packets import InitCommandRequest
+    cmd.send(InitCommandRequest(bytes(range(16)), "leaver"))
+    await cmd.wait(reactor, lambda p: True)
+    assert camera.factory.admission.pending.total == 1
+    cmd.transport.loseConnection()
+    took = await until(reactor, lambda: camera.factory.admission.pending.total == 0, 0.5)
+    assert took < 0.3
+
+
+@pytest_twisted.ensureDeferred
+async def test_2_silent_sockets_of_one_address_cost_other_addresses_nothing(reactor, camera):
+    share = camera.factory.admission.max_unidentified_per_address
+    silent = [await raw(reactor, camera.port, bind="127.0.0.3") for _ in range(share + 5)]
+    cmd, evt = await session(reactor, camera.port)          # from 127.0.0.1: served at once
+    assert len(camera.factory.sessions) == 1
+    for s in silent + [cmd, evt]:
+        s.transport.loseConnection()
+    await sleep(reactor, 0.05)
+
+
+# -- 7: a peer that pipelines requests and never reads ---------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_7_pipelining_without_reading_is_not_answered_without_limit(reactor, camera):
+    """20,000 GetDeviceInfo requests sent by a peer that reads nothing: the responder stops
+    reading while its answers cannot go out, so what it buffers stays bounded, and the
+    stall timeout (0.5 s here) closes the connection."""
+    cmd, evt = await session(reactor, camera.port)
+    cmd.transport.pauseProducing()
+    blob = b"".join(OperationRequest(IN, Op.GetDeviceInfo, tid, ()).encode() for tid in range(1, 20_001))
+    cmd.transport.write(blob)
+    command = next(p for p in server_side(camera) if p.role.value == "command")
+    peak = 0
+    for _ in range(40):
+        t = command.transport
+        if t is None or t.disconnected:
+            break
+        peak = max(peak, len(t.dataBuffer) - t.offset + t._tempDataLen)
+        await sleep(reactor, 0.05)
+    assert peak < 1 << 20, peak                   # the answers to 20,000 requests would be ~9 MB
+    await until(reactor, lambda: command.transport is None or command.transport.disconnected, 2.0)
+    cmd.transport.abortConnection()
+    evt.transport.abortConnection()
+
+
+# -- 11: protocol versions in the wild --------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_11_an_initiator_with_major_and_minor_swapped_gets_a_session(reactor, camera):
+    """Initiator Protocol Version 0x00000064, as a Python PTP library in use with real
+    cameras sends it: acknowledged with our version, and the session works."""
+    from ptpip.packets import InitCommandAck, InitCommandRequest, InitEventAck, InitEventRequest
+    cmd = await raw(reactor, camera.port)
+    cmd.send(InitCommandRequest(bytes(range(16)), "swapped", 0x00000064))
+    ack = await cmd.wait(reactor, lambda p: True)
+    assert isinstance(ack, InitCommandAck) and ack.version == 0x00010000
+    evt = await raw(reactor, camera.port)
+    evt.send(InitEventRequest(ack.connection_number))
+    assert await evt.wait(reactor, lambda p: True) == InitEventAck()
+    cmd.send(OperationRequest(IN, Op.OpenSession, 0, (1,)))
+    assert (await response(reactor, cmd, 0)).code == 0x2001
+    cmd.transport.loseConnection()
+    evt.transport.loseConnection()
+    await sleep(reactor, 0.05)
