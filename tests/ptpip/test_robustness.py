@@ -351,3 +351,40 @@ def test_asynchronous_capture_is_cancelled_by_transaction_id(tmp_path):
     assert os.listdir(root) == []
     cmd.send(OperationRequest(IN, Op.InitiateCapture, 2, (0, 0)))        # not busy any more
     assert cmd.read() == [OperationResponse(ResponseCode.OK, 2)]
+
+
+def test_a_silent_session_active_recently_is_kept_at_the_session_limit():
+    """libgphoto2 never answers Probe Requests: a live gphoto2 session that paused for a
+    while is probed at the limit, does not answer, and is kept (it was active under
+    --reclaim-idle seconds ago); the newcomer gets BUSY."""
+    factory, clock = make_factory(max_sessions=1, probe_timeout=10, probe_idle=10, reclaim_idle=300)
+    old_cmd, old_evt = establish(factory)
+    clock.advance(20)
+    new = Peer(factory, port=43000)
+    new.send(InitCommandRequest(GUID, "newcomer"))
+    assert old_evt.read() == [ProbeRequest()]
+    clock.advance(10.1)
+    assert new.read() == [InitFail(FailReason.BUSY)]
+    assert not old_cmd.closed and not old_evt.closed and len(factory.sessions) == 1
+
+
+def test_the_tcp_state_tells_a_dead_connection_from_a_live_one():
+    """The reclaim rule for dead connections reads the kernel's TCP_INFO: a socket whose
+    peer has gone (CLOSE_WAIT) is dead, an established one is not."""
+    import socket as s
+
+    from ptpip.sockets import tcp_trouble
+    server = s.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = s.create_connection(server.getsockname())
+    conn, _ = server.accept()
+    try:
+        assert tcp_trouble(conn) is None
+        client.close()
+        import time
+        time.sleep(0.05)
+        assert tcp_trouble(conn) == "its TCP connection is CLOSE_WAIT"
+    finally:
+        conn.close()
+        server.close()
