@@ -175,7 +175,8 @@ class IObjectStore(Interface):
         """A binary file object to read the object's bytes from."""
 
     def thumbnail(handle):
-        """The thumbnail bytes of *handle*, or raise NoThumbnailPresent."""
+        """The thumbnail bytes of *handle* (or a Deferred of them, when they take time to
+        make), or raise NoThumbnailPresent."""
 
     def delete(handle, object_format=0):
         """Delete *handle* (0xFFFFFFFF: every object matching *object_format*)."""
@@ -188,7 +189,13 @@ class IObjectStore(Interface):
         """
 
     def receive(handle):
-        """An :class:`IUpload` that writes the reserved object atomically."""
+        """An :class:`IUpload` that writes the reserved object atomically; it takes no more
+        than the ObjectInfo's ObjectCompressedSize (IncompleteTransfer) and fails with
+        StoreFull when the store fills up."""
+
+    def release(handle):
+        """Give back a reservation that no SendObject used (the session ended, or sent
+        another ObjectInfo); does nothing for a handle that is no reservation."""
 
     def setProtection(handle, status):
         """Set the ProtectionStatus (0 none, 1 read-only)."""

@@ -224,7 +224,14 @@ class CameraSession:
         for d in list(self._captures.values()):
             d.cancel()
         self._captures.clear()
-        self._pending_upload = None
+        self._forgetUpload()
+
+    def _forgetUpload(self) -> None:
+        """An ObjectInfo sent and never followed by its SendObject: its reservation (the
+        name it holds, its space) is given back."""
+        if self._pending_upload is not None:
+            self.store.release(self._pending_upload[0])
+            self._pending_upload = None
 
     # -- session ------------------------------------------------------------------
     def getDeviceInfo(self, *_: int) -> Response:
@@ -241,7 +248,7 @@ class CameraSession:
 
     def closeSession(self, *_: int) -> Response:
         self.session_id = 0
-        self._pending_upload = None
+        self._forgetUpload()
         return Response()
 
     # -- storage ------------------------------------------------------------------
@@ -282,8 +289,9 @@ class CameraSession:
         length = min(max_bytes, size - offset)
         return Response(params=(length,), data=FileSource(f, length, offset, cooperator=self.camera.cooperator))
 
-    def getThumb(self, handle: int, *_: int) -> Response:
-        return Response(data=self.store.thumbnail(handle))
+    def getThumb(self, handle: int, *_: int) -> Any:
+        # A thumbnail may take a thread's time to make: the store answers with a Deferred then.
+        return defer.maybeDeferred(self.store.thumbnail, handle).addCallback(lambda data: Response(data=data))
 
     def deleteObject(self, handle: int, object_format: int, *_: int) -> Response:
         if handle == 0:
@@ -307,6 +315,7 @@ class CameraSession:
         if storage_id not in (0, self.store.storage_id):
             raise OperationError(R.InvalidStorageID, f"storage 0x{storage_id:08X}")
         info = ObjectInfo.decode(data)
+        self._forgetUpload()                  # a new ObjectInfo replaces one never sent
         handle = self.store.reserve(info, parent)
         if info.object_format == ObjectFormat.Association:
             self._pending_upload = None
@@ -320,6 +329,11 @@ class CameraSession:
             raise OperationError(R.NoValidObjectInfo, "SendObject without SendObjectInfo")
         handle, info = self._pending_upload
         self._pending_upload = None
+        size = info.object_compressed_size
+        if incoming.length is not None and size != 0xFFFFFFFF and incoming.length != size:
+            self.store.release(handle)
+            raise OperationError(R.IncompleteTransfer,
+                                 f"Start Data announces {incoming.length} bytes, ObjectInfo {size}")
         upload = self.store.receive(handle)
         try:
             received = yield incoming.deliverTo(upload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import time
 from typing import Any
 
@@ -47,7 +48,26 @@ def draw_test_card(width: int = 1600, height: int = 1200, stamp: str | None = No
            fill=(255, 255, 255), font=font)
     out = io.BytesIO()
     im.save(out, "JPEG", quality=quality)
-    return out.getvalue()
+    thumb = im.copy()
+    thumb.thumbnail((160, 120))
+    small = io.BytesIO()
+    thumb.save(small, "JPEG", quality=75)
+    return with_exif_thumbnail(out.getvalue(), small.getvalue())
+
+
+def with_exif_thumbnail(jpeg: bytes, thumbnail: bytes) -> bytes:
+    """*jpeg* with an EXIF APP1 segment that carries *thumbnail* (a small JPEG) in IFD1,
+    as cameras write their pictures: initiators show it without decoding the picture."""
+    if not jpeg.startswith(b"\xff\xd8") or len(thumbnail) > 60_000:
+        raise ValueError("a JPEG and a thumbnail of at most 60 kB are needed")
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1) + struct.pack("<I", 26)
+    thumb_at = 26 + 2 + 3 * 12 + 4
+    ifd1 = struct.pack("<H", 3) + struct.pack("<HHII", 0x0103, 3, 1, 6) + \
+        struct.pack("<HHII", 0x0201, 4, 1, thumb_at) + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail)) + \
+        struct.pack("<I", 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd0 + ifd1 + thumbnail
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
 
 
 @implementer(ICaptureSource)

@@ -1,15 +1,24 @@
 """A PTP object store backed by a folder: files are objects, folders are Associations.
 
 Handles are stable while the store runs and never reused. Uploads land
-atomically (a hidden temporary file, fsync, then rename) or not at all.
-Files that appear in or vanish from the folder are noticed by :meth:`scan`
-(run periodically by :class:`~ptpip.devices.camera.Camera`) and announced.
+atomically (a hidden temporary file, fsync, then a link that never replaces a
+file) or not at all; their names are chosen against the other uploads in flight
+as well as the disk, no upload takes more than its ObjectInfo announced, and the
+temporary files of a process that died are swept at start. Files that appear in
+or vanish from the folder are noticed by :meth:`scan` (run periodically by
+:class:`~ptpip.devices.camera.Camera`) and announced.
+
+ObjectInfo is read from the file's header only; a thumbnail is the one embedded
+in the file (EXIF) or is made with Pillow in a thread, within a pixel limit, when
+GetThumb asks for it. An image that cannot be decoded gets a placeholder.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import secrets
 import shutil
 import stat
 import struct
@@ -18,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -39,6 +49,47 @@ ALL = 0xFFFFFFFF
 ROOT = 0xFFFFFFFF
 UPLOAD_PREFIX = ".ptpip-upload-"
 THUMB_SIZE = (160, 120)
+#: Images with more pixels are not decoded for a thumbnail (a placeholder is sent): a
+#: 10 KB PNG can declare 9000×9000 pixels. JPEGs decode at 1/8 scale (draft mode).
+MAX_THUMB_PIXELS = 36_000_000
+MAX_THUMB_PIXELS_JPEG = 400_000_000
+#: Characters never accepted in an uploaded file name: C0 and C1 controls and DEL (they
+#: would be written to disk as they are, and break line protocols listing the folder).
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
+
+
+def unusable_name(name: str) -> str | None:
+    """Why *name* cannot be a file name in the store, or None."""
+    if not name:
+        return "an empty name"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return "a path, not a name"
+    bad = sorted({c for c in name if c in _CONTROL})
+    if bad:
+        return "control characters " + " ".join(f"0x{ord(c):02X}" for c in bad)
+    if name.startswith(UPLOAD_PREFIX):
+        return "the name of our temporary files"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_upload(name: str) -> bool:
+    """Whether *name* is a temporary upload of a process that is no longer running
+    (``.ptpip-upload-PID-TOKEN-...``; the old form without a pid is always stale)."""
+    rest = name[len(UPLOAD_PREFIX):]
+    pid, _, _ = rest.partition("-")
+    if not pid.isdigit():
+        return True
+    return int(pid) != os.getpid() and not _pid_alive(int(pid))
 
 
 def sniff_format(head: bytes, name: str = "") -> int:
@@ -123,13 +174,18 @@ def _thumb_from_tiff(tiff: bytes) -> bytes | None:
 
 
 def make_thumbnail(path: str) -> tuple[bytes, int, int] | None:
-    """A JPEG thumbnail (bytes, width, height) of an image file, made with Pillow."""
+    """A JPEG thumbnail (bytes, width, height) of an image file, made with Pillow, or
+    None when it cannot be decoded or has more pixels than the limit. Slow: run it
+    off the reactor thread."""
     try:
         from PIL import Image
     except ImportError:
         return None
     try:
         with Image.open(path) as src:
+            limit = MAX_THUMB_PIXELS_JPEG if src.format == "JPEG" else MAX_THUMB_PIXELS
+            if src.width * src.height > limit:
+                return None
             src.draft("RGB", THUMB_SIZE)
             im = src.convert("RGB")
             im.thumbnail(THUMB_SIZE)
@@ -138,6 +194,36 @@ def make_thumbnail(path: str) -> tuple[bytes, int, int] | None:
             return out.getvalue(), im.width, im.height
     except Exception:
         return None
+
+
+_placeholder: tuple[bytes, int, int] | None = None
+
+
+def placeholder_thumbnail() -> tuple[bytes, int, int]:
+    """The thumbnail of an image that cannot be shown: a grey card with a cross. Sent
+    instead of NoThumbnailPresent, because libgphoto2 asks every object for one and
+    ``gphoto2 --get-all-thumbnails`` stops at the first error."""
+    global _placeholder
+    if _placeholder is None:
+        from PIL import Image, ImageDraw
+        w, h = THUMB_SIZE
+        im = Image.new("RGB", (w, h), (96, 96, 96))
+        d = ImageDraw.Draw(im)
+        d.rectangle((4, 4, w - 5, h - 5), outline=(200, 200, 200), width=2)
+        d.line((4, 4, w - 5, h - 5), fill=(200, 200, 200), width=2)
+        d.line((4, h - 5, w - 5, 4), fill=(200, 200, 200), width=2)
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=70)
+        _placeholder = (out.getvalue(), w, h)
+    return _placeholder
+
+
+def thumbnail_size(width: int, height: int) -> tuple[int, int]:
+    """The size of the thumbnail of a *width* × *height* image (fitted in THUMB_SIZE)."""
+    if not width or not height:
+        return 0, 0
+    scale = min(THUMB_SIZE[0] / width, THUMB_SIZE[1] / height, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def image_size(path: str) -> tuple[int, int, int]:
@@ -162,21 +248,34 @@ class _Entry:
     info: ObjectInfo | None = None
     thumb: tuple[bytes, int, int] | None = None
     thumb_key: tuple[float, int] | None = None
+    making: defer.Deferred[Any] | None = None
+
+
+def _store_error(e: OSError, what: str) -> OperationError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OperationError(ResponseCode.StoreFull, f"{what}: the store is full")
+    return OperationError(ResponseCode.GeneralError, f"{what}: {e.strerror or e}")
 
 
 @implementer(IUpload)
 class _Upload:
-    """Writes into a hidden temporary file beside the target; renames on commit."""
+    """Writes into a hidden temporary file beside the target; lands it on commit.
 
-    def __init__(self, store: FilesystemStore, handle: int, target: str, limit: int) -> None:
+    :param size: the ObjectCompressedSize announced (None: unknown), which the upload
+        may not pass; :param free: what the store had free when it was reserved.
+    """
+
+    def __init__(self, store: FilesystemStore, handle: int, rel: str, size: int | None, free: int) -> None:
         self.store = store
         self.handle = handle
-        self.target = target
-        directory, name = os.path.split(target)
-        self.tmp = os.path.join(directory, f"{UPLOAD_PREFIX}{handle}-{name}")
+        self.rel = rel
+        directory, name = os.path.split(store._abs(rel))
+        self.directory = directory
+        self.tmp = os.path.join(directory, f"{UPLOAD_PREFIX}{store._tmp_token}-{handle}-{name}")
         self._file: IO[bytes] | None = open(self.tmp, "xb")
         self.written = 0
-        self.limit = limit
+        self.size = size
+        self.free = free
         self.producer: Any = None
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
@@ -188,31 +287,57 @@ class _Upload:
     def write(self, data: bytes) -> None:
         if self._file is None:
             return
-        self.written += len(data)
-        if self.written > self.limit:
+        total = self.written + len(data)
+        if self.size is not None and total > self.size:
+            self.abort()
+            raise OperationError(ResponseCode.IncompleteTransfer,
+                                 f"the upload passed the {self.size} bytes its ObjectInfo announced")
+        if total > self.free:
             self.abort()
             raise OperationError(ResponseCode.StoreFull, "the upload does not fit the store")
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self.abort()
+            raise _store_error(e, "writing the upload") from None
+        self.written = total
 
     def commit(self) -> int:
         if self._file is None:
             raise OperationError(ResponseCode.IncompleteTransfer, "the upload was aborted")
         f, self._file = self._file, None
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(self.tmp, self.target)
-        return self.store._landed(self.handle, self.target)
+        try:
+            with f:
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            self._unlink()
+            self.store._release(self.handle)
+            raise _store_error(e, "finishing the upload") from None
+        try:
+            rel = self.store._land(self.tmp, self.rel)
+        except BaseException:
+            self._unlink()
+            self.store._release(self.handle)
+            raise
+        return self.store._landed(self.handle, rel)
 
     def abort(self) -> None:
+        """Throw the partial object away, whatever the disk says (a full disk can fail the close)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            f, self._file = self._file, None
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._unlink()
+        self.store._release(self.handle)
+
+    def _unlink(self) -> None:
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:
             pass
-        self.store._reservations.pop(self.handle, None)
 
 
 @implementer(IObjectStore)
@@ -227,7 +352,7 @@ class FilesystemStore:
 
     def __init__(self, root: str, storage_id: int = 0x00010001, description: str = "Folder",
                  volume_label: str | None = None, read_only: bool = False,
-                 allow_format: bool = False) -> None:
+                 allow_format: bool = False, reactor: Any = None, thumbnail_workers: int = 2) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"not a folder: {root}")
@@ -240,8 +365,15 @@ class FilesystemStore:
         self._by_path: dict[str, int] = {}
         self._next_handle = 1
         self._listeners: list[Callable[[int, int], Any]] = []
+        #: Uploads announced by SendObjectInfo: handle -> (relative path, ObjectInfo, free bytes).
         self._reservations: dict[int, tuple[str, ObjectInfo, int]] = {}
-        self.scan(announce=False)
+        self._reserved_paths: set[str] = set()
+        #: Temporary upload names carry the pid and a token of this process start.
+        self._tmp_token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._reactor = reactor
+        self._thumbnailing = defer.DeferredSemaphore(thumbnail_workers)
+        self.swept = 0
+        self.scan(announce=False, sweep=True)
 
     # -- the tree ---------------------------------------------------------------
     def _abs(self, relpath: str) -> str:
@@ -257,7 +389,11 @@ class FilesystemStore:
             except OSError:
                 continue
             for e in items:
-                if e.name.startswith(UPLOAD_PREFIX) or e.name in (".", ".."):
+                if e.name.startswith(UPLOAD_PREFIX):
+                    if self._sweeping and stale_upload(e.name):
+                        self._sweep(os.path.join(self._abs(rel), e.name))
+                    continue
+                if e.name in (".", ".."):
                     continue
                 try:
                     st = e.stat(follow_symlinks=False)
@@ -272,8 +408,21 @@ class FilesystemStore:
                 elif stat.S_ISREG(st.st_mode):
                     yield child, False, st
 
-    def scan(self, announce: bool = True) -> None:
-        """Bring the handle table in line with the folder; announce what changed."""
+    _sweeping = False
+
+    def _sweep(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError as e:
+            self.log.warn("could not remove the stale upload {path}: {e}", path=path, e=e)
+            return
+        self.swept += 1
+        self.log.info("removed {path}, an upload left by a process that died", path=path)
+
+    def scan(self, announce: bool = True, sweep: bool = False) -> None:
+        """Bring the handle table in line with the folder; announce what changed. With
+        *sweep*, temporary uploads left by a process that died are removed."""
+        self._sweeping = sweep
         seen: set[str] = set()
         added: list[int] = []
         for rel, is_dir, st in self._walk():
@@ -324,10 +473,9 @@ class FilesystemStore:
             except Exception:
                 self.log.failure("store listener failed")
 
-    def _landed(self, handle: int, target: str) -> int:
-        self._reservations.pop(handle, None)
-        rel = os.path.relpath(target, self.root).replace(os.sep, "/")
-        st = os.stat(target)
+    def _landed(self, handle: int, rel: str) -> int:
+        self._release(handle)
+        st = os.stat(self._abs(rel))
         parent_rel = rel.rpartition("/")[0]
         self._entries[handle] = _Entry(handle, rel, self._by_path.get(parent_rel, 0) if parent_rel else 0,
                                        False, st.st_size, st.st_mtime)
@@ -376,7 +524,7 @@ class FilesystemStore:
         else:
             try:
                 with open(path, "rb") as f:
-                    head = f.read(4096)
+                    head = f.read(1 << 16)     # the EXIF thumbnail lives in the first segments
             except OSError:
                 raise OperationError(ResponseCode.InvalidObjectHandle, f"{name} is gone") from None
             fmt = sniff_format(head, name)
@@ -384,10 +532,12 @@ class FilesystemStore:
             thumb_format = thumb_size = thumb_w = thumb_h = 0
             if fmt in IMAGE_FORMATS:
                 width, height, depth = image_size(path)
-                thumb = self._thumb(e)
+                thumb_format = ObjectFormat.JFIF
+                thumb = self._known_thumb(e, head)
                 if thumb is not None:
-                    thumb_format = ObjectFormat.JFIF
                     thumb_size, thumb_w, thumb_h = len(thumb[0]), thumb[1], thumb[2]
+                else:                          # made on GetThumb; its size is not known yet
+                    thumb_w, thumb_h = thumbnail_size(width, height)
             info = ObjectInfo(
                 storage_id=self.storage_id, object_format=fmt,
                 protection_status=self._protection(path),
@@ -406,24 +556,39 @@ class FilesystemStore:
             return ProtectionStatus.NoProtection
         return ProtectionStatus.NoProtection if mode & stat.S_IWUSR else ProtectionStatus.ReadOnly
 
-    def _thumb(self, e: _Entry) -> tuple[bytes, int, int] | None:
+    def _known_thumb(self, e: _Entry, head: bytes | None = None) -> tuple[bytes, int, int] | None:
+        """The thumbnail without decoding the image: the one made already, or the one
+        embedded in the file's EXIF (as cameras write them)."""
         key = (e.mtime, e.size)
-        if e.thumb_key != key:
-            path = self._abs(e.relpath)
-            thumb = None
+        if e.thumb_key == key:
+            return e.thumb
+        if head is None:
             try:
-                with open(path, "rb") as f:
+                with open(self._abs(e.relpath), "rb") as f:
                     head = f.read(1 << 16)
-                exif = exif_thumbnail(head)
-                if exif is not None:
-                    from PIL import Image
-                    with Image.open(io.BytesIO(exif)) as im:
-                        thumb = (exif, im.width, im.height)
-            except Exception:
-                thumb = None
-            e.thumb = thumb if thumb is not None else make_thumbnail(path)
-            e.thumb_key = key
+            except OSError:
+                return None
+        exif = exif_thumbnail(head) if len(head) >= 4 else None
+        if exif is None:
+            return None
+        try:
+            from PIL import Image
+            with Image.open(io.BytesIO(exif)) as im:
+                e.thumb, e.thumb_key = (exif, im.width, im.height), key
+        except Exception:
+            return None
         return e.thumb
+
+    def _made(self, thumb: tuple[bytes, int, int] | None, e: _Entry, key: tuple[float, int]) -> bytes:
+        e.making = None
+        if thumb is None:
+            self.log.info("{path}: no thumbnail can be made (not decodable, or over {n} pixels); "
+                          "sending a placeholder", path=e.relpath, n=MAX_THUMB_PIXELS)
+            thumb = placeholder_thumbnail()
+        if (e.mtime, e.size) == key:
+            e.thumb, e.thumb_key = thumb, key
+            e.info = None                     # ObjectInfo now knows the thumbnail's size
+        return thumb[0]
 
     def open(self, handle: int) -> IO[bytes]:
         e = self._entry(handle)
@@ -437,14 +602,34 @@ class FilesystemStore:
     def size(self, handle: int) -> int:
         return self._entry(handle).size
 
-    def thumbnail(self, handle: int) -> bytes:
+    def thumbnail(self, handle: int) -> bytes | defer.Deferred[bytes]:
+        """The thumbnail: at once when it is embedded in the file or made already, else a
+        Deferred while Pillow makes it in a thread (a few at a time; the reactor keeps
+        serving everyone else)."""
         e = self._entry(handle)
         if e.is_dir or self.objectInfo(handle).object_format not in IMAGE_FORMATS:
             raise OperationError(ResponseCode.NoThumbnailPresent)
-        thumb = self._thumb(e)
-        if thumb is None:
-            raise OperationError(ResponseCode.NoThumbnailPresent)
-        return thumb[0]
+        known = self._known_thumb(e)
+        if known is not None:
+            return known[0]
+        key = (e.mtime, e.size)
+        if e.making is None:
+            reactor = self._reactor
+            if reactor is None:
+                from twisted.internet import reactor
+            path = self._abs(e.relpath)
+            made: defer.Deferred[Any] = self._thumbnailing.run(
+                threads.deferToThreadPool, reactor, reactor.getThreadPool(), make_thumbnail, path)
+            e.making = made
+            made.addCallback(self._made, e, key)
+        d: defer.Deferred[bytes] = defer.Deferred()
+
+        def ready(data: bytes) -> bytes:
+            d.callback(data)
+            return data
+        assert e.making is not None
+        e.making.addCallback(ready)
+        return d
 
     def _writable(self) -> None:
         if self.read_only:
@@ -492,9 +677,9 @@ class FilesystemStore:
                 raise OperationError(ResponseCode.InvalidParentObject, f"0x{parent:08X} is no folder")
             parent_rel = p.relpath
         name = info.filename
-        if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name \
-                or name.startswith(UPLOAD_PREFIX):
-            raise OperationError(ResponseCode.InvalidParameter, f"unusable filename {name!r}")
+        why = unusable_name(name)
+        if why is not None:
+            raise OperationError(ResponseCode.InvalidParameter, f"unusable filename {name!r}: {why}")
         if info.object_format == ObjectFormat.Association:
             rel = self._unique(parent_rel, name)
             os.mkdir(self._abs(rel))
@@ -507,26 +692,87 @@ class FilesystemStore:
                                  f"{info.object_compressed_size} bytes do not fit in {free}")
         h = self._next_handle
         self._next_handle += 1
-        self._reservations[h] = (self._unique(parent_rel, name), info, free)
+        rel = self._unique(parent_rel, name)
+        self._reservations[h] = (rel, info, free)
+        self._reserved_paths.add(rel)
         return h
+
+    def release(self, handle: int) -> None:
+        if handle in self._reservations:
+            self._release(handle)
+
+    def _release(self, handle: int) -> None:
+        reservation = self._reservations.pop(handle, None)
+        if reservation is not None:
+            self._reserved_paths.discard(reservation[0])
+
+    def _land(self, tmp: str, rel: str) -> str:
+        """Link *tmp* into place at *rel* (or, if a file landed there meanwhile, at a
+        free name beside it) without ever replacing a file; the relative path used."""
+        parent_rel, _, name = rel.rpartition("/")
+        for _attempt in range(100):
+            target = self._abs(rel)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                self._reserved_paths.discard(rel)
+                rel = self._unique(parent_rel, name)
+                self._reserved_paths.add(rel)
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise _store_error(e, "landing the upload") from None
+                # A file system without hard links: rename, after making sure (as far
+                # as a rename allows) that nothing is there.
+                if os.path.lexists(target):
+                    self._reserved_paths.discard(rel)
+                    rel = self._unique(parent_rel, name)
+                    self._reserved_paths.add(rel)
+                    continue
+                os.replace(tmp, target)
+            else:
+                os.unlink(tmp)
+            self._fsync_dir(os.path.dirname(target))
+            return rel
+        raise OperationError(ResponseCode.GeneralError, f"no free name for {name!r}")
+
+    @staticmethod
+    def _fsync_dir(path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def _unique(self, parent_rel: str, name: str) -> str:
         stem, dot, ext = name.rpartition(".")
         if not dot:
             stem, ext = name, ""
         candidate, n = name, 1
-        while os.path.lexists(self._abs(f"{parent_rel}/{candidate}" if parent_rel else candidate)):
+        while True:
+            rel = f"{parent_rel}/{candidate}" if parent_rel else candidate
+            if rel not in self._reserved_paths and not os.path.lexists(self._abs(rel)):
+                return rel
             candidate = f"{stem}_{n}{dot}{ext}"
             n += 1
-        return f"{parent_rel}/{candidate}" if parent_rel else candidate
 
     def receive(self, handle: int) -> IUpload:
         self._writable()
         reservation = self._reservations.get(handle)
         if reservation is None:
             raise OperationError(ResponseCode.NoValidObjectInfo, "SendObject without SendObjectInfo")
-        rel, _info, free = reservation
-        return _Upload(self, handle, self._abs(rel), free)
+        rel, info, free = reservation
+        size = None if info.object_compressed_size == 0xFFFFFFFF else info.object_compressed_size
+        try:
+            return _Upload(self, handle, rel, size, free)
+        except OSError as e:
+            self._release(handle)
+            raise _store_error(e, "starting the upload") from None
 
     def setProtection(self, handle: int, status: int) -> None:
         self._writable()

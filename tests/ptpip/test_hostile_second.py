@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from zope.interface import implementer
 
 from ptpip.constants import DataPhase, FailReason
 from ptpip.constants import OperationCode as Op
 from ptpip.errors import InitFailed
 from ptpip.initiator import connect
+from ptpip.interfaces import IDataSource
 from ptpip.packets import Data, EndData, OperationRequest
 
 from .test_hostile import raw, response, session, sleep
@@ -281,3 +283,157 @@ async def test_11_an_initiator_with_major_and_minor_swapped_gets_a_session(react
     cmd.transport.loseConnection()
     evt.transport.loseConnection()
     await sleep(reactor, 0.05)
+
+
+# -- uploads: 3 the announced size is a limit, 4 races, 5 reservations, 6 names ----------------
+
+def jpeg_info(name: str, size: int) -> Any:
+    from ptpip.datasets import ObjectInfo
+    return ObjectInfo(storage_id=0, object_format=0x3801, object_compressed_size=size, filename=name)
+
+
+@implementer(IDataSource)
+class Endless:
+    """A data-out source of unknown length that writes 64 KiB pieces until stopped."""
+
+    length = None
+
+    def __init__(self, reactor: Any, limit: int = 64 << 20) -> None:
+        self.reactor = reactor
+        self.limit = limit
+        self.sent = 0
+        self.stopped = False
+        self.done: defer.Deferred[None] = defer.Deferred()
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        self.consumer = consumer
+        self.reactor.callLater(0, self._more)
+        return self.done
+
+    def _more(self) -> None:
+        if self.stopped or self.sent >= self.limit:
+            if not self.done.called:
+                self.done.callback(None)
+            return
+        self.consumer.write(b"\xff" * 65536)
+        self.sent += 65536
+        self.reactor.callLater(0, self._more)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+async def client(reactor: Any, port: int) -> Any:
+    from ptpip.client import PTPClient
+    return await PTPClient.connect(reactor, "127.0.0.1", port)
+
+
+def store_files(root: str) -> set[str]:
+    out = set()
+    for d, _, files in os.walk(root):
+        out |= {os.path.relpath(os.path.join(d, f), root) for f in files}
+    return out
+
+
+@pytest_twisted.ensureDeferred
+async def test_3_an_upload_of_unknown_length_stops_at_the_size_its_object_info_announced(reactor, camera):
+    """SendObject with Start Data "unknown length" after an ObjectInfo of 1,000 bytes is
+    refused as soon as the data passes 1,000 bytes, and nothing past them is written."""
+    from ptpip.errors import PTPResponseError
+    before = store_files(camera.root)
+    c = await client(reactor, camera.port)
+    await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("BIG.JPG", 1000).encode())
+    source = Endless(reactor)
+    with pytest.raises(PTPResponseError) as e:
+        await c.call(Op.SendObject, data=source)
+    assert e.value.code == 0x2007                           # IncompleteTransfer
+    assert source.sent <= 4 << 20                           # refused early, not after 64 MB
+    assert store_files(camera.root) == before               # no file, no temporary file
+    await c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_3_a_start_data_that_disagrees_with_the_object_info_is_refused_before_any_data(reactor, camera):
+    from ptpip.errors import PTPResponseError
+    c = await client(reactor, camera.port)
+    await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("SIZE.JPG", 1000).encode())
+    with pytest.raises(PTPResponseError) as e:
+        await c.call(Op.SendObject, data=b"\xff\xd8" + b"x" * 5000)
+    assert e.value.code == 0x2007
+    await c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_4_two_sessions_uploading_the_same_name_both_land(reactor, camera):
+    """A: SendObjectInfo RACE.JPG; B: SendObjectInfo + SendObject RACE.JPG; A: SendObject.
+    Both are answered OK, both files are on disk with their own bytes, under two names
+    and two handles."""
+    a, b = await client(reactor, camera.port), await client(reactor, camera.port)
+    da, db = b"\xff\xd8A" + os.urandom(3000), b"\xff\xd8B" + os.urandom(5000)
+    ra = await a.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("RACE.JPG", len(da)).encode())
+    rb = await b.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("RACE.JPG", len(db)).encode())
+    await b.call(Op.SendObject, data=db)
+    await a.call(Op.SendObject, data=da)
+    assert ra.params[2] != rb.params[2]
+    landed = {p: open(os.path.join(camera.root, p), "rb").read() for p in ("RACE.JPG", "RACE_1.JPG")}
+    assert sorted(landed.values()) == sorted([da, db])
+    names = {oi.filename: h for _, h, oi in await a.walk()}
+    assert {names["RACE.JPG"], names["RACE_1.JPG"]} == {ra.params[2], rb.params[2]}
+    for h in (ra.params[2], rb.params[2]):
+        await a.deleteObject(h)
+    await a.close()
+    await b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_4_an_upload_never_replaces_a_file_that_landed_meanwhile(reactor, camera):
+    """A file copied into the folder under the reserved name while the upload runs is
+    kept; the upload lands beside it."""
+    c = await client(reactor, camera.port)
+    data = b"\xff\xd8" + os.urandom(2000)
+    r = await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("MINE.JPG", len(data)).encode())
+    theirs = os.path.join(camera.root, "MINE.JPG")
+    with open(theirs, "wb") as f:
+        f.write(b"someone else's")
+    await c.call(Op.SendObject, data=data)
+    assert open(theirs, "rb").read() == b"someone else's"
+    assert open(os.path.join(camera.root, "MINE_1.JPG"), "rb").read() == data
+    assert (await c.getObjectInfo(r.params[2])).filename == "MINE_1.JPG"
+    await c.deleteObject(r.params[2])
+    os.unlink(theirs)
+    await c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_5_reservations_never_sent_are_given_back(reactor, camera):
+    """Thousands of SendObjectInfo without SendObject hold one reservation at a time, and
+    closing the session (or CloseSession) gives it back."""
+    store = camera.camera.store
+    c = await client(reactor, camera.port)
+    for i in range(2000):
+        await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info(f"N{i}.JPG", 10).encode())
+    assert len(store._reservations) == 1 and len(store._reserved_paths) == 1
+    await c.close()                                      # CloseSession
+    assert store._reservations == {} and store._reserved_paths == set()
+    d = await client(reactor, camera.port)
+    await d.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("LOST.JPG", 10).encode())
+    await d.session.close()                              # the connection ends, no CloseSession
+    await until(reactor, lambda: store._reservations == {}, 1.0)
+
+
+@pytest.mark.parametrize("name", ["evil\r\n212 End of status\r\n500 x.jpg", "bell\x07.jpg", "esc\x1b[2J.jpg",
+                                  "nel\x85.jpg", "del\x7f.jpg", "tab\t.jpg"])
+@pytest_twisted.ensureDeferred
+async def test_6_names_with_control_characters_are_refused(reactor, camera, name):
+    from ptpip.errors import PTPResponseError
+    c = await client(reactor, camera.port)
+    with pytest.raises(PTPResponseError) as e:
+        await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info(name, 10).encode())
+    assert e.value.code == 0x201D                          # InvalidParameter
+    await c.close()
