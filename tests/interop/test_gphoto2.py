@@ -104,6 +104,28 @@ async def test_get_all_thumbnails(camera, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_get_all_thumbnails_goes_past_images_that_cannot_be_decoded(camera, tmp_path):
+    """libgphoto2 asks every image for its thumbnail and stops at the first error: a
+    truncated JPEG and a decompression bomb get placeholders, and every image has one."""
+    from PIL import Image
+    folder = os.path.join(camera.root, "DCIM", "100TEST")
+    with open(os.path.join(folder, "IMG_0005.JPG"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + os.urandom(4000))
+    Image.new("1", (9000, 9000)).save(os.path.join(folder, "IMG_0006.PNG"), optimize=True)
+    camera.camera.store.scan()
+    dest = tmp_path / "thumbs"
+    dest.mkdir()
+    await camera.gphoto("--get-all-thumbnails", cwd=str(dest))
+    thumbs = sorted(p.name for p in dest.iterdir())
+    # gphoto2 names each thumbnail after its picture; every one is a JPEG
+    assert thumbs == ["thumb_IMG_0001.jpg", "thumb_IMG_0002.jpg", "thumb_IMG_0005.jpg", "thumb_IMG_0006.png"]
+    for t in thumbs:
+        with Image.open(dest / t) as im:
+            im.load()
+            assert im.format == "JPEG"
+
+
+@pytest_twisted.ensureDeferred
 async def test_upload_file(camera, tmp_path):
     src = tmp_path / "upload.bin"
     src.write_bytes(os.urandom(300_000))

@@ -437,3 +437,199 @@ async def test_6_names_with_control_characters_are_refused(reactor, camera, name
         await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info(name, 10).encode())
     assert e.value.code == 0x201D                          # InvalidParameter
     await c.close()
+
+
+# -- 8: decompression bombs and undecodable images -----------------------------------------------
+
+def bomb_png(path: str, side: int = 9000) -> None:
+    """A PNG of a few kB that declares side × side pixels."""
+    from PIL import Image
+    Image.new("1", (side, side)).save(path, optimize=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_8_a_decompression_bomb_is_never_decoded_and_gets_a_placeholder(reactor, tmp_path):
+    """A 9000×9000 PNG of a few kB: ObjectInfo comes from its header (the size it
+    declares), GetThumb answers a placeholder JPEG at once, the responder's memory does
+    not grow, and another session is served meanwhile."""
+    import io
+    import time
+
+    from PIL import Image
+
+    from ..conftest import start_responder, stop_responder
+    from .conftest import rss
+    root = str(tmp_path / "store")
+    os.makedirs(root)
+    bomb_png(os.path.join(root, "bomb.png"))
+    with open(os.path.join(root, "broken.jpg"), "wb") as f:     # a JPEG header, then garbage
+        f.write(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + os.urandom(5000))
+    assert os.path.getsize(os.path.join(root, "bomb.png")) < 50_000
+    r = await start_responder(reactor, root)
+    try:
+        memory = rss()
+        c, other = await client(reactor, r.port), await client(reactor, r.port)
+        handles = {oi.filename: (h, oi) for _, h, oi in await c.walk()}
+        h, oi = handles["bomb.png"]
+        assert (oi.image_pix_width, oi.image_pix_height) == (9000, 9000)
+        start = time.monotonic()
+        thumbs = defer.gatherResults([c.getThumb(h), c.getThumb(handles["broken.jpg"][0])])
+        await other.getDeviceInfo()
+        for data in await thumbs:
+            with Image.open(io.BytesIO(data)) as im:
+                assert im.format == "JPEG" and im.size == (160, 120)
+        assert time.monotonic() - start < 2.0
+        assert rss() - memory < 64 << 20
+        await c.close()
+        await other.close()
+    finally:
+        await stop_responder(r)
+
+
+@pytest_twisted.ensureDeferred
+async def test_8_thumbnails_are_made_off_the_reactor_thread(reactor, tmp_path, monkeypatch):
+    import threading
+
+    from PIL import Image
+
+    from ptpip.devices import filestore
+
+    from ..conftest import start_responder, stop_responder
+    root = str(tmp_path / "store")
+    os.makedirs(root)
+    Image.new("RGB", (2000, 1500), (200, 30, 30)).save(os.path.join(root, "big.png"))
+    threads_used = []
+    real = filestore.make_thumbnail
+
+    def spy(path: str) -> Any:
+        threads_used.append(threading.current_thread() is threading.main_thread())
+        return real(path)
+    monkeypatch.setattr(filestore, "make_thumbnail", spy)
+    r = await start_responder(reactor, root)
+    try:
+        c = await client(reactor, r.port)
+        (_, h, _), = await c.walk()
+        data = await c.getThumb(h)
+        assert data.startswith(b"\xff\xd8") and threads_used == [False]
+        assert (await c.getObjectInfo(h)).thumb_compressed_size == len(data)   # known once made
+        assert await c.getThumb(h) == data and threads_used == [False]          # and kept
+        await c.close()
+    finally:
+        await stop_responder(r)
+
+
+# -- 9: crash recovery ------------------------------------------------------------------------------
+
+@implementer(IDataSource)
+class Stalling:
+    """Writes *first* bytes of a *length*-byte upload, then nothing more."""
+
+    def __init__(self, first: bytes, length: int) -> None:
+        self.first = first
+        self.length = length
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        consumer.write(self.first)
+        return defer.Deferred()
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def temporaries(root: str) -> list[str]:
+    return [n for n in os.listdir(root) if n.startswith(".ptpip-upload-")]
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_9_after_kill_9_mid_upload_the_temporary_file_is_swept_and_the_upload_can_be_retried(reactor, tmp_path):
+    from ptpip.client import PTPClient
+    root = str(tmp_path / "store")
+    os.makedirs(root)
+    data = b"\xff\xd8" + os.urandom(2_000_000)
+    port = free_port()
+    proc = twistd(port, "--root", root)
+    try:
+        await wait_listening(reactor, port, proc)
+        c = await PTPClient.connect(reactor, "127.0.0.1", port)
+        await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("CRASH.JPG", len(data)).encode())
+        c.call(Op.SendObject, data=Stalling(data[:1_000_000], len(data))).addErrback(lambda f: None)
+        await until(reactor, lambda: temporaries(root) and os.path.getsize(
+            os.path.join(root, temporaries(root)[0])) >= 500_000, 10)
+        proc.kill()                                       # kill -9 in the middle of the upload
+        proc.wait(10)
+        assert len(temporaries(root)) == 1
+        await c.session.close()
+        proc = twistd(port, "--root", root)
+        await wait_listening(reactor, port, proc)
+        assert temporaries(root) == []                    # swept at start
+        c = await PTPClient.connect(reactor, "127.0.0.1", port)
+        await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("CRASH.JPG", len(data)).encode())
+        await c.call(Op.SendObject, data=data)
+        await c.close()
+        assert open(os.path.join(root, "CRASH.JPG"), "rb").read() == data
+        assert os.listdir(root) == ["CRASH.JPG"]
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+# -- 10: a full disk -----------------------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_10_two_uploads_on_a_full_disk_answer_store_full_and_leave_nothing(reactor, tmp_path):
+    """The served folder is a 1 MiB tmpfs (in a mount namespace of the responder's own):
+    two concurrent uploads that do not fit both fail with StoreFull, no temporary file is
+    left behind, the disk is free again, and an upload that fits still lands."""
+    import shlex
+    import tempfile
+
+    from ptpip.errors import PTPResponseError
+    root = str(tmp_path / "tiny")
+    os.makedirs(root)
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    cmd = (f"mount -t tmpfs -o size=1m tmpfs {shlex.quote(root)} && exec {shlex.quote(sys.executable)} "
+           f"-m twisted ptpip-responder --no-announce --root {shlex.quote(root)} "
+           f"--listen tcp:{port}:interface=127.0.0.1")
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", cmd],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+    def inside(*argv: str) -> str:
+        return subprocess.run(["nsenter", "-t", str(proc.pid), "-m", "--", *argv], capture_output=True,
+                              text=True, check=True).stdout
+    try:
+        await wait_listening(reactor, port, proc)
+        a, b = await client(reactor, port), await client(reactor, port)
+        # Each announces 700 kB: both fit the free space when announced, not together.
+        for c, name in ((a, "A.JPG"), (b, "B.JPG")):
+            await c.call(Op.SendObjectInfo, 0, 0, data=jpeg_info(name, 700_000).encode())
+        results = await defer.DeferredList([
+            a.call(Op.SendObject, data=b"\xff\xd8" + os.urandom(699_998)),
+            b.call(Op.SendObject, data=b"\xff\xd8" + os.urandom(699_998))], consumeErrors=True)
+        failures = [r for ok, r in results if not ok]
+        assert failures, "both uploads fitted a 1 MiB disk"
+        for f in failures:
+            assert isinstance(f.value, PTPResponseError) and f.value.code == 0x200C, f   # StoreFull
+        listing = inside("ls", "-A", root).split()
+        assert not [n for n in listing if n.startswith(".ptpip-upload-")], listing
+        for name in [n for n in listing if n.endswith(".JPG")]:         # the one that fitted, if any
+            assert int(inside("stat", "-c", "%s", os.path.join(root, name)).strip()) == 700_000
+        small = b"\xff\xd8" + os.urandom(1000)
+        await a.call(Op.SendObjectInfo, 0, 0, data=jpeg_info("SMALL.JPG", len(small)).encode())
+        await a.call(Op.SendObject, data=small)
+        assert "SMALL.JPG" in inside("ls", "-A", root).split()
+        used = int(inside("df", "--output=used", "-B1", root).split()[-1])
+        assert used < 700_000 * (3 - len(failures)), used               # nothing else holds space
+        await a.close()
+        await b.close()
+    finally:
+        proc.kill()
+        proc.wait(10)
