@@ -57,8 +57,11 @@ class DataProtocol(protocol.Protocol):
         if self.sink is not None:
             try:
                 self.sink.write(data)
-            except Exception as e:          # the store refused: end the transfer
-                self.log.failure("data sink failed", Failure(e))
+            except Exception as e:          # the store refused (a full disk...): end the transfer
+                if getattr(e, "code", None) is None:
+                    self.log.failure("data sink failed", Failure(e))
+                else:
+                    self.log.warn("data sink refused: {e}", e=e)
                 self.failure = Failure(e)
                 self.transport.abortConnection()
 
@@ -156,7 +159,15 @@ class ActiveFactory(protocol.ClientFactory):
     protocol = DataProtocol
 
     def __init__(self) -> None:
-        self.result: defer.Deferred[DataProtocol] = defer.Deferred()
+        self.connector: Any = None
+        self.result: defer.Deferred[DataProtocol] = defer.Deferred(self._cancel)
+
+    def _cancel(self, _: Any) -> None:
+        if self.connector is not None:
+            try:
+                self.connector.stopConnecting()
+            except error.NotConnectingError:
+                pass
 
     def buildProtocol(self, addr: Any) -> DataProtocol:
         p = DataProtocol()
@@ -165,6 +176,8 @@ class ActiveFactory(protocol.ClientFactory):
         def connected(proto: DataProtocol) -> DataProtocol:
             if not self.result.called:
                 self.result.callback(proto)
+            else:
+                proto.abort()              # nobody waits for it any more (cancelled)
             return proto
         p.connected_d.addCallback(connected)
         return p
@@ -177,7 +190,8 @@ class ActiveFactory(protocol.ClientFactory):
 def connect_active(reactor: Any, host: str, port: int, timeout: float = 30.0,
                    bind: str | None = None) -> defer.Deferred[DataProtocol]:
     factory = ActiveFactory()
-    reactor.connectTCP(host, port, factory, timeout=timeout, bindAddress=(bind, 0) if bind else None)
+    factory.connector = reactor.connectTCP(host, port, factory, timeout=timeout,
+                                           bindAddress=(bind, 0) if bind else None)
     return factory.result
 
 

@@ -21,8 +21,10 @@ from typing import Any, cast
 from twisted.cred import credentials
 from twisted.cred import error as cred_error
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .interfaces import ICamera, IMediaSource, IMediaStore, ITapeDeck
 from .realm import ICCCPUser
@@ -35,6 +37,7 @@ from .wire.commands import (
     CameraStatus,
     TapeStatus,
     csta_lines,
+    escape_text,
     format_number,
     format_reply,
     help_lines,
@@ -51,6 +54,7 @@ from .wire.errors import (
     RemoteProtocolError,
     SyntaxErrorInArguments,
 )
+from .wire.logins import LoginGuard
 from .wire.media import RTP_MP2T
 from .wire.session import TOO_LONG, LineBuffer, LoginPhase, Session, TransferPlan
 
@@ -68,6 +72,12 @@ class CCCPServerProtocol(protocol.Protocol):
 
     def __init__(self) -> None:
         self.lines = LineBuffer(MAX_LINE)
+        #: Why commands are not read now ("login": a password is being checked; "output":
+        #: the peer does not read our replies).
+        self._holds: set[str] = set()
+        self._stall: Any = None
+        self._login_timer: Any = None
+        self.authenticated = False
         self.session: Session = Session()
         self.transfers = Transfers(self)
         self.user: ICCCPUser | None = None
@@ -94,14 +104,52 @@ class CCCPServerProtocol(protocol.Protocol):
             self.transport.loseConnection()
             self._closing = True
             return
+        self.transport.registerProducer(_ReplyWatch(self), True)
         self.reply(220, self.factory.banner)
         self._resetIdle()
+        if self.factory.login_timeout:
+            self._login_timer = self.factory.reactor.callLater(self.factory.login_timeout, self._loginTimedOut)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.factory.release(self)
         self._cancelIdle()
+        for timer in (self._stall, self._login_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
         self.transfers.close()
         self._logoutUser()
+
+    def _loginTimedOut(self) -> None:
+        """Not logged in within login_timeout of connecting (NOOP does not count)."""
+        self._login_timer = None
+        if not self.authenticated and not self._closing:
+            self.reply(421, f"Not logged in within {self.factory.login_timeout:g} seconds; closing control connection")
+            self.log.info("{peer}: not logged in within {t} s; closed", peer=self.peer_host,
+                          t=self.factory.login_timeout)
+            self.close()
+
+    # -- reading: held while a password is checked, or while the peer does not read ---
+    def hold(self, why: str) -> None:
+        if not self._holds and self.transport is not None:
+            self.transport.pauseProducing()
+        self._holds.add(why)
+
+    def unhold(self, why: str) -> None:
+        if why not in self._holds:
+            return
+        self._holds.discard(why)
+        if not self._holds and not self._closing and self.transport is not None:
+            self.transport.resumeProducing()
+            if self.lines.pending:
+                self.factory.reactor.callLater(0, self._readLines)
+
+    def _outputStalled(self) -> None:
+        self._stall = None
+        if not self._closing:
+            self.log.warn("{peer} has not read its replies for {t} s; closing", peer=self.peer_host,
+                          t=self.factory.stall_timeout)
+            self._closing = True
+            self.transport.abortConnection()
 
     def reply(self, code: int, text: str | list[str]) -> None:
         if (self.transport is not None and not self._closing) or code in (221, 421):
@@ -122,7 +170,7 @@ class CCCPServerProtocol(protocol.Protocol):
         self._readLines()
 
     def _readLines(self) -> None:
-        while not self._closing and not self._checking:
+        while not self._closing and not self._checking and not self._holds:
             line = self.lines.next_line()
             if line is None:
                 return
@@ -212,8 +260,18 @@ class CCCPServerProtocol(protocol.Protocol):
 
     def cccp_PASS(self, arg: str | None) -> Any:
         name = self.session.begin_password()
-        self.transport.pauseProducing()          # nothing more is read until the answer
-        if self.session.is_anonymous(name):
+        self.hold("login")                       # nothing more is read until the answer
+        anonymous = self.session.is_anonymous(name)
+        now = self.factory.reactor.seconds()
+        verdict = self.factory.logins.check(name, self.peer_host or "", now) if not anonymous else None
+        if verdict is not None and verdict.locked:
+            # Locked out: refused whatever the password, so guessing now learns nothing.
+            self.log.warn("{peer}: login for {name} refused: {what} is locked out for {s:.0f} more s",
+                          peer=self.peer_host, name=name, what=verdict.locked, s=verdict.seconds)
+            return self._refuseLogin(
+                f"Login refused: {verdict.locked} is locked out after too many failed logins; "
+                f"try again in {verdict.seconds:.0f} s", self.factory.login_delay)
+        if anonymous:
             d = self.factory.portal.login(credentials.Anonymous(), None, ICCCPUser)
         else:
             # Checkers disagree on bytes or text (strcred's memory checker keeps text,
@@ -231,8 +289,11 @@ class CCCPServerProtocol(protocol.Protocol):
         self.user, self._logout = avatar, logout
         self.session.login_succeeded()
         self._failed_logins = 0
+        if not avatar.anonymous:
+            self.factory.logins.succeeded(name)
+        self.factory.authenticated(self)
         self.log.info("{peer} logged in as {name}", peer=self.peer_host, name=avatar.name)
-        self._resumeReading()
+        self.unhold("login")
         if avatar.anonymous:
             return 230, "Guest login ok, access restrictions apply"
         return 230, f"User {name} logged in"
@@ -240,35 +301,38 @@ class CCCPServerProtocol(protocol.Protocol):
     def _loginFailed(self, failure: Failure, name: str) -> defer.Deferred[Any]:
         failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
         self._failed_logins += 1
-        self.log.warn("{peer}: login failed for {name} ({n} of {max})", peer=self.peer_host, name=name,
-                      n=self._failed_logins, max=self.factory.max_login_attempts)
+        delay, verdict = self.factory.logins.failed(name, self.peer_host or "", self.factory.reactor.seconds())
+        self.log.warn("{peer}: login failed for {name} ({n} of {max} on this connection); answered in {d:g} s",
+                      peer=self.peer_host, name=name, n=self._failed_logins, max=self.factory.max_login_attempts,
+                      d=delay)
+        if verdict.locked:
+            self.log.warn("{what} locked out for {s:.0f} s after too many failed logins (last from {peer})",
+                          what=verdict.locked, s=verdict.seconds, peer=self.peer_host)
+        return self._refuseLogin("Login incorrect", delay)
+
+    def _refuseLogin(self, text: str, delay: float) -> defer.Deferred[Any]:
+        """Answer 530 after *delay* (nothing is read meanwhile); the connection's last
+        allowed failure also closes it."""
         d: defer.Deferred[Any] = defer.Deferred()
 
         def answer() -> None:
             self.session.login_failed()
             if self._failed_logins >= self.factory.max_login_attempts:
-                self.reply(530, "Login incorrect")
+                self.reply(530, text)
                 self.reply(421, "Too many failed logins; closing control connection")
                 self.close()
                 d.callback(None)
                 return
-            d.callback((530, "Login incorrect"))
-            self._resumeReading()
-        self.factory.reactor.callLater(self.factory.login_delay, answer)
+            d.callback((530, text))
+            self.unhold("login")
+        self.factory.reactor.callLater(delay, answer)
         return d
-
-    def _resumeReading(self) -> None:
-        """Read the commands that waited for a login's answer (after that answer)."""
-        if self._closing:
-            return
-        self.transport.resumeProducing()
-        if self.lines.pending:
-            self.factory.reactor.callLater(0, self._readLines)
 
     def _logoutUser(self) -> None:
         if self._logout is not None:
             self._logout()
         self.user, self._logout = None, None
+        self.factory.unauthenticated(self)
 
     def cccp_ACCT(self, arg: str | None) -> tuple[int, str]:
         if not arg:
@@ -360,7 +424,7 @@ class CCCPServerProtocol(protocol.Protocol):
         return self._listing("LIST", arg, list_line)
 
     def cccp_NLST(self, arg: str | None) -> defer.Deferred[Any]:
-        return self._listing("NLST", arg, lambda e: e.name)
+        return self._listing("NLST", arg, lambda e: escape_text(e.name))
 
     def _listing(self, verb: str, arg: str | None, fmt: Callable[[Any], str]) -> defer.Deferred[Any]:
         self.session.listing(verb)
@@ -500,6 +564,32 @@ for _verb in CAMERA_CONTROLS:
     setattr(CCCPServerProtocol, f"cccp_{_verb}", _make_camera_handler(_verb))
 
 
+@implementer(IPushProducer)
+class _ReplyWatch:
+    """Registered on the control transport: when replies pile up (the peer sends commands
+    and never reads), commands are no longer read, and after ``stall_timeout`` seconds
+    the connection is closed, so memory stays bounded."""
+
+    def __init__(self, proto: CCCPServerProtocol) -> None:
+        self.proto = proto
+
+    def pauseProducing(self) -> None:
+        p = self.proto
+        p.hold("output")
+        if p.factory.stall_timeout and p._stall is None:
+            p._stall = p.factory.reactor.callLater(p.factory.stall_timeout, p._outputStalled)
+
+    def resumeProducing(self) -> None:
+        p = self.proto
+        if p._stall is not None and p._stall.active():
+            p._stall.cancel()
+        p._stall = None
+        p.unhold("output")
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class CCCPFactory(protocol.ServerFactory):
     """Serves CCCP on one or more ports.
 
@@ -513,7 +603,18 @@ class CCCPFactory(protocol.ServerFactory):
     :param max_login_attempts: failed PASS before the connection is closed.
     :param multicast_ok: allow PORT to a multicast group in MODE P (TTL *multicast_ttl*,
         default 1: the local link only; outgoing *multicast_interface*).
-    :param login_delay: seconds before a failed login is answered.
+    :param login_delay: seconds before a first failed login is answered; it doubles with
+        each failure of the account or the address within *login_window* (up to 16 s).
+    :param login_window: seconds failed logins are remembered, across connections.
+    :param lockout_failures: failures of one account (five times as many of one address)
+        within the window that lock it out for *lockout* seconds; during a lock-out even
+        the right password is refused.
+    :param login_timeout: seconds a connection may take to log in (NOOP does not extend it).
+    :param max_unauthenticated: connections not logged in at once (default: three quarters
+        of *max_connections*, so logged-in users keep room), and from one address
+        (*max_unauthenticated_per_address*, default half of *max_per_address*, at least 2).
+    :param stall_timeout: seconds a peer may leave our replies unread before it is closed;
+        meanwhile its commands are not read.
     :param reactor: ``IReactorTCP`` + ``IReactorTime`` (a ``task.Clock`` suffices for timers in tests).
     """
 
@@ -528,7 +629,9 @@ class CCCPFactory(protocol.ServerFactory):
                  max_login_attempts: int = 3, login_delay: float = 1.0, data_timeout: float = 30.0,
                  allow_foreign_port: bool = False, banner: str = "CCCP server ready",
                  multicast_ok: bool = False, multicast_ttl: int = 1, multicast_interface: str | None = None,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, login_window: float = 600.0, lockout_failures: int = 5,
+                 lockout: float = 300.0, login_timeout: float = 30.0, max_unauthenticated: int | None = None,
+                 max_unauthenticated_per_address: int | None = None, stall_timeout: float = 60.0) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
@@ -548,8 +651,19 @@ class CCCPFactory(protocol.ServerFactory):
         self.multicast_interface = multicast_interface
         self.banner = banner
         self.reactor = reactor
+        self.login_timeout = login_timeout
+        self.stall_timeout = stall_timeout
+        self.max_unauthenticated = (max_unauthenticated if max_unauthenticated is not None
+                                    else max(1, max_connections - max(1, max_connections // 4)))
+        self.max_unauthenticated_per_address = (max_unauthenticated_per_address
+                                                if max_unauthenticated_per_address is not None
+                                                else max(2, max_per_address // 2))
+        #: Failed logins across connections (per account and per address).
+        self.logins = LoginGuard(window=login_window, per_account=lockout_failures,
+                                 per_address=5 * lockout_failures, lockout=lockout, base_delay=login_delay)
         self.connections: set[CCCPServerProtocol] = set()
         self._per_address: dict[str, int] = {}
+        self._unauthenticated: dict[str, int] = {}
 
     def admit(self, proto: CCCPServerProtocol) -> str | None:
         """None to serve *proto*, or the text of the 421 that refuses it."""
@@ -558,14 +672,38 @@ class CCCPFactory(protocol.ServerFactory):
             return f"Too many connections ({self.max_connections}); try again later"
         if self._per_address.get(host, 0) >= self.max_per_address:
             return f"Too many connections from {host} ({self.max_per_address}); try again later"
+        if sum(self._unauthenticated.values()) >= self.max_unauthenticated:
+            return f"Too many connections waiting to log in ({self.max_unauthenticated}); try again later"
+        if self._unauthenticated.get(host, 0) >= self.max_unauthenticated_per_address:
+            return (f"Too many connections from {host} waiting to log in "
+                    f"({self.max_unauthenticated_per_address}); try again later")
         self.connections.add(proto)
         self._per_address[host] = self._per_address.get(host, 0) + 1
+        self._count(self._unauthenticated, host, +1)
         return None
+
+    @staticmethod
+    def _count(table: dict[str, int], host: str, n: int) -> None:
+        table[host] = table.get(host, 0) + n
+        if table[host] <= 0:
+            del table[host]
+
+    def authenticated(self, proto: CCCPServerProtocol) -> None:
+        """*proto* logged in: it no longer counts among those waiting to."""
+        if proto in self.connections and not proto.authenticated:
+            proto.authenticated = True
+            self._count(self._unauthenticated, proto.peer_host or "", -1)
+
+    def unauthenticated(self, proto: CCCPServerProtocol) -> None:
+        """*proto* logged out (REIN, or USER again)."""
+        if proto in self.connections and proto.authenticated:
+            proto.authenticated = False
+            self._count(self._unauthenticated, proto.peer_host or "", +1)
 
     def release(self, proto: CCCPServerProtocol) -> None:
         if proto in self.connections:
             self.connections.discard(proto)
             host = proto.peer_host or ""
-            self._per_address[host] -= 1
-            if not self._per_address[host]:
-                del self._per_address[host]
+            self._count(self._per_address, host, -1)
+            if not proto.authenticated:
+                self._count(self._unauthenticated, host, -1)

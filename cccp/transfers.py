@@ -45,6 +45,13 @@ __all__ = ["Transfer", "Transfers"]
 Reply = tuple[int, str]
 
 
+def _code(f: Failure) -> int:
+    """The reply that ends a transfer the device refused: its own code (452 for a full
+    disk) where it names one, else 451."""
+    code = getattr(f.value, "code", None)
+    return code if isinstance(code, int) and 400 <= code < 600 else 451
+
+
 class Control(Protocol):
     """What the transfers need of their control connection."""
 
@@ -105,6 +112,10 @@ class Transfers:
         self.current: Transfer | None = None
         self._passive: PassiveFactory | UDPEndpoint | None = None
         self._active: tuple[str, int] | None = None
+        #: A transfer waiting for its data connection: (the Deferred of that connection,
+        #: what undoes it if it never starts).
+        self._opening: tuple[defer.Deferred[Any], Callable[[], None]] | None = None
+        self.closed = False
 
     @property
     def _factory(self) -> Any:
@@ -214,21 +225,36 @@ class Transfers:
 
     # -- the lifecycle ------------------------------------------------------------------
     def _start(self, verb: str, path: str, kind: str, run: Callable[[Transfer], defer.Deferred[Any]],
-               udp: bool = False, sending: bool = True, size: int | None = None) -> defer.Deferred[Any]:
+               udp: bool = False, sending: bool = True, size: int | None = None,
+               undo: Callable[[], None] = lambda: None) -> defer.Deferred[Any]:
         """Open the data port, answer 150, run the transfer; fires with the final reply.
 
         With *size* the 150 reply ends in ``(N bytes)``, as FTP servers say it and as
-        curl and our client read it for progress.
+        curl and our client read it for progress. *undo* throws away what was prepared
+        (a recording) when the transfer never starts.
         """
         if self.current is not None:
             raise RemoteProtocolError(f"Bad sequence: {self.current.verb} is still in progress", 503)
+        if self._opening is not None:
+            raise RemoteProtocolError("Can't open data connection: another transfer is waiting for its own", 425)
+        if self.closed:
+            raise RemoteProtocolError("the control connection is closing", 421)
 
         def failed(f: Failure) -> Any:
+            self._opening = None
+            undo()
+            if f.check(defer.CancelledError):
+                return None                  # the control connection went away
             if f.check(RemoteProtocolError):
                 return f
             return 425, f"Can't open data connection: {f.getErrorMessage()}"
 
         def opened(data: Any) -> defer.Deferred[Any]:
+            self._opening = None
+            if self.closed:
+                data.close() if udp else data.abort()
+                undo()
+                return defer.succeed(None)
             t = self.current = Transfer(verb, path, data, time.monotonic(), udp=udp)
             where = f" to {data.peer[0]}:{data.peer[1]} (UDP)" if udp and data.peer else (" (UDP)" if udp else "")
             count = f" ({size} bytes)" if size is not None else ""
@@ -241,6 +267,8 @@ class Transfers:
             return run(t).addErrback(broken)
 
         d = self._openUDP(sending) if udp else self._openData()
+        if not d.called:
+            self._opening = (d, undo)
         return d.addCallbacks(opened, failed)
 
     def listing(self, verb: str, path: str, lines: list[str]) -> defer.Deferred[Any]:
@@ -294,7 +322,8 @@ class Transfers:
 
         kind = "BINARY" if raw else plan.kind
         size = source.length if raw and not udp else None
-        return self._start("RETR", path, kind, run, udp=udp, sending=True, size=size)
+        return self._start("RETR", path, kind, run, udp=udp, sending=True, size=size,
+                           undo=source.stopProducing)
 
     def _sendRaw(self, t: Transfer, source: IMediaSource) -> defer.Deferred[Any]:
         transport = t.data.transport
@@ -336,7 +365,8 @@ class Transfers:
         def never_started(f: Failure) -> Failure:
             recording.abort()
             return f
-        return self._start("STOR", path, plan.kind, run, udp=udp, sending=False).addErrback(never_started)
+        return self._start("STOR", path, plan.kind, run, udp=udp, sending=False,
+                           undo=recording.abort).addErrback(never_started)
 
     def _stored(self, reason: BaseException, t: Transfer) -> Any:
         clean = isinstance(reason, error.ConnectionDone) and t.data.failure is None
@@ -362,8 +392,11 @@ class Transfers:
 
         def failed(f: Failure) -> Reply | None:
             t.recording.abort()
-            self.log.failure("STOR {path}: commit failed", f, path=t.path)
-            return self._finish(t, (451, f"Requested action aborted: {f.getErrorMessage()}"))
+            if f.check(RemoteProtocolError):
+                self.log.warn("STOR {path} refused: {e}", path=t.path, e=f.value)
+            else:
+                self.log.failure("STOR {path}: commit failed", f, path=t.path)
+            return self._finish(t, (_code(f), f"Requested action aborted: {f.getErrorMessage()}"))
 
         def landed(_: Any) -> Reply | None:
             extra = ""
@@ -378,7 +411,7 @@ class Transfers:
             return self._finish(t, None)          # ABOR answers for it
         data_failure = None if t.udp else t.data.failure
         if data_failure is not None:
-            return self._finish(t, (451, f"Requested action aborted: {data_failure.getErrorMessage()}"))
+            return self._finish(t, (_code(data_failure), f"Requested action aborted: {data_failure.getErrorMessage()}"))
         if t.failure is not None:
             return self._finish(t, (451, f"Requested action aborted: {t.failure.getErrorMessage()}"))
         if isinstance(reason, BaseException) and not isinstance(reason, error.ConnectionDone):
@@ -442,6 +475,11 @@ class Transfers:
         return f"{t.verb} {t.path} in progress: {t.transferred} bytes in {time.monotonic() - t.started:.1f} s"
 
     def close(self) -> None:
-        """The control connection is gone: end the transfer and drop the data ports."""
+        """The control connection is gone: the transfer ends with it, one waiting for its
+        data connection never starts (nothing lands), and the data ports are free at once."""
+        self.closed = True
         self._abort()
+        if self._opening is not None:
+            d, _undo = self._opening
+            d.cancel()
         self.forgetPorts()

@@ -3,13 +3,16 @@ files as media sources, and recordings that land atomically or not at all."""
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
+import secrets
 import stat
 from dataclasses import dataclass
 from typing import IO, Any
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -97,6 +100,29 @@ class FileMediaSource:
         self.close()
 
 
+def _disk_error(e: OSError, what: str) -> RemoteProtocolError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RemoteProtocolError(f"{what}: insufficient storage space", 452)
+    return RemoteProtocolError(f"{what}: {e.strerror or e}", 451)
+
+
+def stale_recording(name: str) -> bool:
+    """Whether *name* is a temporary recording of a process that is no longer running
+    (``.cccp-recording-PID-...``)."""
+    pid = name[len(RECORDING_PREFIX):].partition("-")[0]
+    if not pid.isdigit():
+        return True
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @implementer(IRecording)
 class FileRecording:
     """Writes into a hidden temporary file beside the target; renames on commit."""
@@ -104,23 +130,34 @@ class FileRecording:
     def __init__(self, target: str) -> None:
         self.target = target
         directory, name = os.path.split(target)
-        self.tmp = os.path.join(directory, f"{RECORDING_PREFIX}{os.getpid()}-{id(self):x}-{name}")
-        self._file: IO[bytes] | None = open(self.tmp, "xb")
+        self.tmp = os.path.join(directory, f"{RECORDING_PREFIX}{os.getpid()}-{secrets.token_hex(6)}-{name}")
+        try:
+            self._file: IO[bytes] | None = open(self.tmp, "xb")
+        except OSError as e:
+            raise _disk_error(e, "cannot start the recording") from None
         self.written = 0
 
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise RemoteProtocolError("the recording was aborted", 451)
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self.abort()
+            raise _disk_error(e, "writing the recording") from None
         self.written += len(data)
 
     def commit(self) -> None:
         if self._file is None:
             raise RemoteProtocolError("the recording was aborted", 451)
         f, self._file = self._file, None
-        with f:                               # closed also when the disk is full
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with f:                               # closed also when the disk is full
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            self.abort()
+            raise _disk_error(e, "finishing the recording") from None
         os.replace(self.tmp, self.target)
         # The rename itself must reach the disk too, or a crash could bring back the old file.
         try:
@@ -135,9 +172,13 @@ class FileRecording:
             os.close(fd)
 
     def abort(self) -> None:
+        """Throw it away, whatever the disk says (a full disk can fail the close)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            f, self._file = self._file, None
+            try:
+                f.close()
+            except OSError:
+                pass
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:
@@ -146,13 +187,35 @@ class FileRecording:
 
 @implementer(IMediaStore)
 class FileMediaStore:
-    """Media files under *root*. Paths are jailed: no ``..`` or symlink escapes."""
+    """Media files under *root*. Paths are jailed: no ``..`` or symlink escapes.
+
+    Temporary recordings left by a process that died (``kill -9`` during a STOR) are
+    removed when the store is made; :attr:`swept` counts them.
+    """
+
+    log = Logger()
 
     def __init__(self, root: str, writable: bool = True) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"not a folder: {root}")
         self.writable = writable
+        self.swept = 0
+        if writable:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(RECORDING_PREFIX) and stale_recording(name):
+                    path = os.path.join(folder, name)
+                    try:
+                        os.unlink(path)
+                    except OSError as e:
+                        self.log.warn("could not remove the stale recording {path}: {e}", path=path, e=e)
+                        continue
+                    self.swept += 1
+                    self.log.info("removed {path}, a recording left by a process that died", path=path)
 
     def _real(self, path: str) -> str:
         virtual = posixpath.normpath("/" + path.replace("\\", "/"))
@@ -217,6 +280,8 @@ class FileMediaStore:
         name = posixpath.basename(virtual)
         if not name or name in (".", "..") or name.startswith(RECORDING_PREFIX):
             raise RemoteProtocolError(f"{path}: file name not allowed", 553)
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+            raise RemoteProtocolError("file name not allowed: it holds control characters", 553)
         parent = self._real(posixpath.dirname(virtual))
         if not os.path.isdir(parent):
             raise RemoteProtocolError(f"{path}: no such folder", 553)

@@ -96,10 +96,24 @@ def parse_command(line: bytes) -> Command:
     return Command(ALIASES.get(upper, upper), arg if sep else None, verb)
 
 
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_text(text: str) -> str:
+    """*text* with every control character (CR and LF among them) as ``\\xNN``, so that a
+    file name can never end a reply line or start a forged one; a backslash is doubled."""
+    if "\\" not in text and not _CONTROL_CHARS.search(text):
+        return text
+    return _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\\", "\\\\"))
+
+
 def format_reply(code: int, text: str | Iterable[str]) -> bytes:
     """An RFC 959 reply: one line, or a first line ``NNN-text``, continuation lines and a
-    last line ``NNN text`` when *text* has several lines."""
+    last line ``NNN text`` when *text* has several lines. A string is cut into lines at
+    LF; within a line, control characters are escaped (:func:`escape_text`), so that
+    what came from a peer or a file name cannot break the framing."""
     lines = text.split("\n") if isinstance(text, str) else list(text)
+    lines = [_CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", line) for line in lines]
     if not lines:
         lines = [""]
     if len(lines) == 1:
@@ -445,4 +459,4 @@ def list_line(e: Listable, now: float | None = None) -> str:
     t = time.localtime(e.mtime)
     recent = (time.time() if now is None else now) - e.mtime < 180 * 86400
     when = time.strftime("%b %d %H:%M", t) if recent else time.strftime("%b %d  %Y", t)
-    return f"{perms} 1 cccp cccp {e.size:>12} {when} {e.name}"
+    return f"{perms} 1 cccp cccp {e.size:>12} {when} {escape_text(e.name)}"
