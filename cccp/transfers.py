@@ -322,8 +322,12 @@ class Transfers:
 
         kind = "BINARY" if raw else plan.kind
         size = source.length if raw and not udp else None
-        return self._start("RETR", path, kind, run, udp=udp, sending=True, size=size,
-                           undo=source.stopProducing)
+        try:
+            return self._start("RETR", path, kind, run, udp=udp, sending=True, size=size,
+                               undo=source.stopProducing)
+        except BaseException:
+            source.stopProducing()
+            raise
 
     def _sendRaw(self, t: Transfer, source: IMediaSource) -> defer.Deferred[Any]:
         transport = t.data.transport
@@ -365,8 +369,12 @@ class Transfers:
         def never_started(f: Failure) -> Failure:
             recording.abort()
             return f
-        return self._start("STOR", path, plan.kind, run, udp=udp, sending=False,
-                           undo=recording.abort).addErrback(never_started)
+        try:
+            d = self._start("STOR", path, plan.kind, run, udp=udp, sending=False, undo=recording.abort)
+        except BaseException:
+            recording.abort()                  # refused before it started: nothing is left
+            raise
+        return d.addErrback(never_started)
 
     def _stored(self, reason: BaseException, t: Transfer) -> Any:
         clean = isinstance(reason, error.ConnectionDone) and t.data.failure is None

@@ -19,13 +19,16 @@ class Server:
 
 
 def start_server(reactor: Any, root: str, *, camera: Any = "virtual", deck: Any = "virtual",
-                 anonymous: bool = True, **kwargs: Any) -> Server:
+                 anonymous: bool = True, library: bool = False, **kwargs: Any) -> Server:
     from cccp.devices import FileMediaStore, VirtualCamera, VirtualTapeDeck
     from cccp.realm import CCCPRealm, make_portal
     from cccp.server import CCCPFactory
     store = FileMediaStore(root)
     cam = VirtualCamera() if camera == "virtual" else camera
     tape = VirtualTapeDeck(3600, clock=reactor) if deck == "virtual" else deck
+    if library:                 # the live sources and /tape beside the files, as the plugin serves them
+        from cccp.devices.live import MediaLibrary
+        store = MediaLibrary(store, reactor, tape, encoder=None)
     checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"wonderland")
     portal = make_portal(CCCPRealm(store, cam, tape), [checker], anonymous)
     kwargs.setdefault("login_delay", 0.05)
