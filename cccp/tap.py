@@ -46,6 +46,20 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["tape-length", None, 3600.0, "Length of the virtual tape in seconds.", float],
         ["multicast-ttl", None, 1, "TTL of multicast datagrams (1: this link only).", int],
         ["multicast-interface", None, None, "Address of the interface for multicast."],
+        ["login-timeout", None, 30.0, "Seconds a connection has to log in (NOOP does not extend it; 0: no limit).",
+         float],
+        ["max-unauthenticated", None, None, "Connections not yet logged in, at once (default: three "
+                                            "quarters of --max-connections, so logged-in users keep room).", int],
+        ["max-unauthenticated-per-address", None, None, "Connections not yet logged in from one address "
+                                                        "(default: half of --max-per-address, at least 2).", int],
+        ["login-delay", None, 1.0, "Seconds before a first failed login is answered; doubles with each "
+                                   "failure of the account or address in the window.", float],
+        ["lockout-failures", None, 5, "Failed logins of one account within the window (five times as many "
+                                      "from one address) that lock it out.", int],
+        ["lockout", None, 300.0, "Seconds a lock-out lasts; even the right password is refused meanwhile.",
+         float],
+        ["login-window", None, 600.0, "Seconds failed logins are remembered, across connections.", float],
+        ["stall-timeout", None, 60.0, "Seconds a client may leave replies unread before it is closed.", float],
     ]
     optFlags = [
         ["anonymous", None, "Allow anonymous login (the default when no --auth is given)."],
@@ -133,7 +147,13 @@ def makeService(options: Options) -> service.MultiService:
                           max_connections=options["max-connections"],
                           max_per_address=options["max-per-address"], idle_timeout=options["idle-timeout"],
                           multicast_ok=options["multicast-ok"], multicast_ttl=options["multicast-ttl"],
-                          multicast_interface=options["multicast-interface"])
+                          multicast_interface=options["multicast-interface"],
+                          login_timeout=options["login-timeout"],
+                          max_unauthenticated=options["max-unauthenticated"],
+                          max_unauthenticated_per_address=options["max-unauthenticated-per-address"],
+                          login_delay=options["login-delay"], lockout_failures=options["lockout-failures"],
+                          lockout=options["lockout"], login_window=options["login-window"],
+                          stall_timeout=options["stall-timeout"])
     _Cleanup(cleanup).setServiceParent(top)
     for endpoint in options["listen"]:
         strports.service(endpoint, factory).setServiceParent(top)
