@@ -66,8 +66,10 @@ class Options(usage.Options):
         ["guid", "g", None, "The responder's GUID as 32 hex digits (default: random per start)."],
         ["max-sessions", None, 16, "Sessions served at once; more are answered Init Fail BUSY.", int],
         ["capture-folder", None, None, "Take captured pictures from this folder instead of drawing a test card."],
-        ["model", None, "Virtual Camera", "Model string of DeviceInfo."],
-        ["manufacturer", None, "Twisted PTP-IP", "Manufacturer string of DeviceInfo."],
+        ["profile", "p", "generic", "Camera personality: generic, canon-eos or nikon "
+                                    "(--profile help lists them with the gphoto2 model to use)."],
+        ["model", None, None, "Model string of DeviceInfo (default: the profile's)."],
+        ["manufacturer", None, None, "Manufacturer string of DeviceInfo (default: the profile's)."],
         ["scan-interval", None, 2.0, "Seconds between scans of the folder for added/removed files (0: off).", float],
         ["allow-list", None, None, "Accept only the initiator GUIDs listed in this file (one per line)."],
         ["pair", None, None, "Pairing mode: accept and remember the next new initiator in this GUID file."],
@@ -125,6 +127,13 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
+        from .devices.profiles import PROFILES, describe_profiles, get_profile
+        if self["profile"] == "help":
+            print(describe_profiles())
+            raise SystemExit(0)
+        if self["profile"] not in PROFILES:
+            raise usage.UsageError(f"--profile {self['profile']!r}: unknown (one of {', '.join(PROFILES)}; "
+                                   "--profile help describes them)")
         if not self["listen"]:
             self["listen"] = [f"tcp:{DEFAULT_PORT}"]
         self["guid"] = _guid(self["guid"]) if self["guid"] else uuid.uuid4().bytes
@@ -140,7 +149,7 @@ class Options(usage.Options):
             from .devices.properties import DeviceProperties
 
             class _Probe:
-                properties = DeviceProperties()
+                properties = DeviceProperties(get_profile(self["profile"]).make_properties())
             _apply_presets(_Probe(), self["presets"])
         # Paths are checked now, so that a typo is a usage error naming the path and not a
         # traceback at start-up (--root) or a failure at every capture (--capture-folder).
@@ -180,6 +189,7 @@ class _CameraService(service.Service):
 
 def makeService(options: Options) -> service.MultiService:
     from .devices.camera import demo_root, filesystem_camera
+    from .devices.profiles import get_profile
     from .responder import ResponderFactory
 
     root = options["root"]
@@ -189,7 +199,7 @@ def makeService(options: Options) -> service.MultiService:
     camera = filesystem_camera(
         root, capture_folder=options["capture-folder"], allow_format=options["allow-format"],
         read_only=options["read-only"], model=options["model"], manufacturer=options["manufacturer"],
-        scan_interval=options["scan-interval"] or None)
+        scan_interval=options["scan-interval"] or None, profile=get_profile(options["profile"]))
     from .devices.policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy
     anonymous = _accepts_anonymous(options)
     if options["allow-list"]:
@@ -220,7 +230,7 @@ def makeService(options: Options) -> service.MultiService:
             except ImportError:
                 pass
             else:
-                Announcer(options["name"], port, options["guid"], options["model"]).setServiceParent(top)
+                Announcer(options["name"], port, options["guid"], camera.model).setServiceParent(top)
     return top
 
 

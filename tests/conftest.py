@@ -49,8 +49,11 @@ class Running:
 async def start_responder(reactor: Any, root: str, **kwargs: Any) -> Running:
     from ptpip.camera import filesystem_camera
     from ptpip.responder import ResponderFactory
-    camera_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("allow_format", "read_only", "capture_folder")}
+    camera_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("allow_format", "read_only", "capture_folder", "profile", "capture")}
+    capture = camera_kwargs.pop("capture", None)
     camera = filesystem_camera(root, scan_interval=kwargs.pop("scan_interval", None), **camera_kwargs)
+    if capture is not None:
+        camera.capture_source = capture
     factory = ResponderFactory(camera, friendly_name="test camera", **kwargs)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     return Running(factory, port, camera, root)

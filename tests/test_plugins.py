@@ -187,3 +187,55 @@ def test_anonymous_options_exclude_each_other():
     from ptpip.tap import Options
     with pytest.raises(usage.UsageError, match="--anonymous or --no-anonymous, not both"):
         Options().parseOptions(["--anonymous", "--no-anonymous"])
+
+
+@pytest.mark.parametrize("name,manufacturer,model,vendor", [
+    ("generic", "Twisted PTP-IP", "Virtual Camera", 0),
+    ("canon-eos", "Canon Inc.", "Canon EOS 5D Mark IV", 0x0B),
+    ("canon-eos-classic", "Canon Inc.", "Canon EOS 5D Mark II", 0x0B),
+    ("nikon", "Nikon Corporation", "D750", 0x0A),
+])
+def test_profile_option_sets_the_device_info(tmp_path, name, manufacturer, model, vendor):
+    from ptpip.tap import Options, makeService
+    o = Options()
+    o.parseOptions(["--root", str(tmp_path), "--listen", "tcp:0:interface=127.0.0.1", "--no-announce",
+                    "--profile", name])
+    camera = next(iter(makeService(o))).camera
+    info = camera.deviceInfo()
+    assert (info.manufacturer, info.model, info.vendor_extension_id) == (manufacturer, model, vendor)
+    camera.stop()
+
+
+def test_profile_option_keeps_an_explicit_model_and_refuses_an_unknown_profile(tmp_path):
+    from ptpip.tap import Options, makeService
+    o = Options()
+    o.parseOptions(["--root", str(tmp_path), "--listen", "tcp:0", "--no-announce", "--profile", "nikon",
+                    "--model", "Z 6"])
+    camera = next(iter(makeService(o))).camera
+    assert camera.deviceInfo().model == "Z 6" and camera.deviceInfo().manufacturer == "Nikon Corporation"
+    camera.stop()
+    with pytest.raises(usage.UsageError, match="--profile 'sony': unknown"):
+        Options().parseOptions(["--profile", "sony"])
+
+
+def test_profile_help_lists_every_profile_with_its_gphoto2_model(capsys):
+    from ptpip.tap import Options
+    with pytest.raises(SystemExit) as exit:
+        Options().parseOptions(["--profile", "help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    for name, model in (("generic", "PTP/IP Camera"), ("canon-eos", "Canon EOS (WLAN)"),
+                        ("nikon", "Nikon DSLR (WLAN)")):
+        assert name in out and f'gphoto2 --camera "{model}"' in out
+
+
+def test_eos_presets_take_vendor_codes(tmp_path):
+    from ptpip.tap import Options, makeService
+    o = Options()
+    o.parseOptions(["--root", str(tmp_path), "--listen", "tcp:0", "--no-announce", "--profile", "canon-eos",
+                    "--preset", "0xD101=0x38"])
+    camera = next(iter(makeService(o))).camera
+    assert camera.properties.get(0xD101) == 0x38
+    camera.stop()
+    with pytest.raises(usage.UsageError):
+        Options().parseOptions(["--profile", "canon-eos", "--preset", "0xD101=0x31"])   # no such aperture

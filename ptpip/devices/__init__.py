@@ -10,5 +10,8 @@ Everything here implements :mod:`ptpip.interfaces` and imports only
 - :mod:`~ptpip.devices.filestore`: a folder as a PTP storage;
 - :mod:`~ptpip.devices.properties`: device properties with their forms;
 - :mod:`~ptpip.devices.capture`: new pictures for InitiateCapture;
-- :mod:`~ptpip.devices.policy`: which initiators may connect (allow lists, pairing).
+- :mod:`~ptpip.devices.policy`: which initiators may connect (allow lists, pairing);
+- :mod:`~ptpip.devices.profiles`: camera personalities by name (``--profile``), made of
+  :mod:`~ptpip.devices.personality` (what a personality is), :mod:`~ptpip.devices.canon_eos`
+  and :mod:`~ptpip.devices.nikon`.
 """

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -52,6 +53,7 @@ from ..wire.datasets import DeviceInfo, ObjectInfo, pack_u32_array, pack_value, 
 from ..wire.errors import OperationError
 from ..wire.packets import OperationRequest
 from .filestore import ALL, FilesystemStore
+from .personality import Profile
 from .properties import DeviceProperties
 
 #: Largest SetDevicePropValue / SendObjectInfo dataset accepted.
@@ -68,21 +70,29 @@ class Camera:
     log = Logger()
 
     def __init__(self, store: IObjectStore, properties: IDeviceProperties | None = None,
-                 capture: ICaptureSource | None = None, *, manufacturer: str = "Twisted PTP-IP",
-                 model: str = "Virtual Camera", device_version: str = "1.0",
-                 serial_number: str = "0000000001", vendor_extension_id: int = 0,
-                 vendor_extension_desc: str = "", scan_interval: float | None = 2.0,
-                 reactor: Any = None, cooperator: Any = task) -> None:
+                 capture: ICaptureSource | None = None, *, manufacturer: str | None = None,
+                 model: str | None = None, device_version: str | None = None,
+                 serial_number: str | None = None, vendor_extension_id: int | None = None,
+                 vendor_extension_desc: str | None = None, scan_interval: float | None = 2.0,
+                 reactor: Any = None, cooperator: Any = task, profile: Profile | None = None) -> None:
+        #: The personality (DeviceInfo, vendor operations and event flow); generic by default.
+        self.profile = profile if profile is not None else Profile()
         self.store = IObjectStore(store)
-        self.properties = IDeviceProperties(properties if properties is not None else DeviceProperties())
+        if properties is None:
+            properties = DeviceProperties(self.profile.make_properties())
+        self.properties = IDeviceProperties(properties)
         self.capture_source = ICaptureSource(capture) if capture is not None else None
-        self.manufacturer = manufacturer
-        self.model = model
-        self.device_version = device_version
-        self.serial_number = serial_number
-        self.vendor_extension_id = vendor_extension_id
-        self.vendor_extension_desc = vendor_extension_desc
+        p = self.profile
+        self.manufacturer = manufacturer if manufacturer is not None else p.manufacturer
+        self.model = model if model is not None else p.model
+        self.device_version = device_version if device_version is not None else p.device_version
+        self.serial_number = serial_number if serial_number is not None else p.serial_number
+        self.vendor_extension_id = vendor_extension_id if vendor_extension_id is not None else p.vendor_extension_id
+        self.vendor_extension_desc = (vendor_extension_desc if vendor_extension_desc is not None
+                                      else p.vendor_extension_desc)
         self.sessions: set[CameraSession] = set()
+        #: How many times each operation code was asked for (whatever the answer).
+        self.operations_seen: Counter[int] = Counter()
         self._operations: frozenset[int] | None = None
         #: Schedules the file reads of data-in phases (a ``task.Cooperator``).
         self.cooperator = cooperator
@@ -111,7 +121,7 @@ class Camera:
         return self._operations
 
     def _compute_operations(self) -> list[int]:
-        ops = [Op.GetDeviceInfo, Op.OpenSession, Op.CloseSession, Op.GetStorageIDs,
+        ops: list[int] = [Op.GetDeviceInfo, Op.OpenSession, Op.CloseSession, Op.GetStorageIDs,
                Op.GetStorageInfo, Op.GetNumObjects, Op.GetObjectHandles, Op.GetObjectInfo,
                Op.GetObject, Op.GetThumb, Op.DeleteObject, Op.SendObjectInfo, Op.SendObject,
                Op.SetObjectProtection, Op.GetDevicePropDesc, Op.GetDevicePropValue,
@@ -120,18 +130,18 @@ class Camera:
             ops.append(Op.InitiateCapture)
         if self.store.allow_format:
             ops.append(Op.FormatStore)
-        return sorted(ops)
+        ops.extend(self.profile.operations(self))
+        return sorted(set(ops) - set(self.profile.hidden_operations))
 
     def deviceInfo(self) -> DeviceInfo:
         return DeviceInfo(
             standard_version=100, vendor_extension_id=self.vendor_extension_id,
-            vendor_extension_version=100 if self.vendor_extension_id else 0,
+            vendor_extension_version=(self.profile.vendor_extension_version or 100)
+            if self.vendor_extension_id else 0,
             vendor_extension_desc=self.vendor_extension_desc, functional_mode=0,
             operations_supported=tuple(sorted(self.operations())),
-            events_supported=(EventCode.ObjectAdded, EventCode.ObjectRemoved,
-                              EventCode.DevicePropChanged, EventCode.StoreFull,
-                              EventCode.CaptureComplete),
-            device_properties_supported=tuple(self.properties.supported()),
+            events_supported=self.profile.events(),
+            device_properties_supported=tuple(self.profile.advertised_properties(self)),
             capture_formats=(ObjectFormat.EXIF_JPEG,) if self.capture_source is not None else (),
             image_formats=(ObjectFormat.EXIF_JPEG, ObjectFormat.JFIF, ObjectFormat.PNG, ObjectFormat.TIFF,
                            ObjectFormat.GIF, ObjectFormat.BMP, ObjectFormat.DNG, ObjectFormat.Association,
@@ -150,7 +160,37 @@ class Camera:
         """Send an event to every open PTP session."""
         for s in list(self.sessions):
             if s.session_id:
-                s.events.sendEvent(code, params, transaction_id)
+                s.sendEvent(code, params, transaction_id)
+
+    def folder(self, path: str) -> int:
+        """The handle of the folder *path* (``DCIM/100CANON``), made if missing; 0 for ""."""
+        parent = 0
+        for part in [p for p in path.split("/") if p]:
+            level = ALL if parent == 0 else parent
+            found = [h for h in self.store.handles(ObjectFormat.Association, level)
+                     if self.store.objectInfo(h).filename == part]
+            if found:
+                parent = found[0]
+            else:
+                parent = int(self.store.reserve(ObjectInfo(storage_id=self.store.storage_id,
+                                                           object_format=ObjectFormat.Association,
+                                                           association_type=1, filename=part), parent))
+        return parent
+
+    def keep(self, name: str, data: bytes) -> int:
+        """Write a new picture to the store, in the profile's capture folder (the store
+        announces ObjectAdded); its handle."""
+        info = ObjectInfo(storage_id=self.store.storage_id, object_format=ObjectFormat.EXIF_JPEG,
+                          object_compressed_size=len(data), filename=name)
+        handle = self.store.reserve(info, self.folder(self.profile.capture_folder))
+        upload = self.store.receive(handle)
+        try:
+            upload.write(data)
+            upload.commit()
+        except BaseException:
+            upload.abort()
+            raise
+        return int(handle)
 
     def _storeChanged(self, code: int, handle: int) -> None:
         self.broadcast(code, (handle,))
@@ -173,6 +213,9 @@ class CameraSession:
         self._last_tid = 0
         self._pending_upload: tuple[int, ObjectInfo] | None = None
         self._captures: dict[int, defer.Deferred[Any]] = {}
+        #: The InitiateCapture transaction whose picture is being stored (its events belong
+        #: to it: a vendor flow may route them differently).
+        self.capture_transaction: int | None = None
         self._handlers: dict[int, Callable[..., Any]] = {
             Op.GetDeviceInfo: self.getDeviceInfo, Op.OpenSession: self.openSession,
             Op.CloseSession: self.closeSession, Op.GetStorageIDs: self.getStorageIDs,
@@ -186,6 +229,11 @@ class CameraSession:
             Op.GetDevicePropValue: self.getDevicePropValue, Op.SetDevicePropValue: self.setDevicePropValue,
             Op.ResetDevicePropValue: self.resetDevicePropValue,
         }
+        #: The vendor half of the session (the profile's handlers and event flow).
+        self.vendor = camera.profile.newSession(self)
+        self._vendor_codes = frozenset(self.vendor.handlers())
+        self._handlers.update(self.vendor.handlers())
+        self._data_out = frozenset((Op.SendObjectInfo, Op.SendObject, Op.SetDevicePropValue)) | self.vendor.data_out
 
     @property
     def store(self) -> IObjectStore:
@@ -194,7 +242,11 @@ class CameraSession:
     # -- IResponderSession --------------------------------------------------------
     def handleOperation(self, request: OperationRequest, incoming: IIncomingData | None) -> Any:
         code, tid = request.code, request.transaction_id
-        if code not in self.camera.operations() or code not in self._handlers:
+        self.camera.operations_seen[code] += 1
+        # Vendor operations are answered even when DeviceInfo does not list them: libgphoto2
+        # sends some (Nikon DeviceReady, Canon EOS GetStorageIDs) without looking.
+        if code not in self._handlers or (code not in self.camera.operations()
+                                          and code not in self._vendor_codes):
             raise OperationError(R.OperationNotSupported, f"operation 0x{code:04X}")
         if code == Op.GetDeviceInfo:
             return self.getDeviceInfo()
@@ -206,7 +258,7 @@ class CameraSession:
             self._last_tid = tid
         params = tuple(request.params) + (0,) * (5 - len(request.params))
         handler = self._handlers[code]
-        if code in (Op.SendObjectInfo, Op.SendObject, Op.SetDevicePropValue):
+        if code in self._data_out:
             if incoming is None:
                 raise OperationError(R.IncompleteTransfer, "this operation needs a data-out phase")
             return handler(incoming, *params)
@@ -219,7 +271,14 @@ class CameraSession:
         if d is not None:
             d.cancel()
 
+    def sendEvent(self, code: int, params: tuple[int, ...] = (), transaction_id: int = NO_TRANSACTION) -> None:
+        """An event for this session: the vendor flow takes it, or the PTP-IP event channel."""
+        if not self.vendor.event(code, tuple(params), transaction_id):
+            self.events.sendEvent(code, params, transaction_id)
+
     def connectionLost(self, reason: Failure) -> None:
+        if self.session_id:
+            self.vendor.closed()
         self.camera.sessions.discard(self)
         for d in list(self._captures.values()):
             d.cancel()
@@ -244,9 +303,12 @@ class CameraSession:
             return Response(R.SessionAlreadyOpen, (self.session_id,))
         self.session_id = session_id
         self._last_tid = 0
+        self.vendor.opened()
         return Response()
 
     def closeSession(self, *_: int) -> Response:
+        if self.session_id:
+            self.vendor.closed()
         self.session_id = 0
         self._forgetUpload()
         return Response()
@@ -371,7 +433,7 @@ class CameraSession:
                 # CaptureComplete too: libgphoto2 up to 2.5.30 ignores the response code of
                 # InitiateCapture (later ones still ignore GeneralError) and would wait for
                 # it forever.
-                self.events.sendEvent(EventCode.CaptureComplete, (), tid)
+                self.sendEvent(EventCode.CaptureComplete, (), tid)
                 raise self._captureRefused(outcome[0])
             return Response()
         self._captures[tid] = d
@@ -391,17 +453,12 @@ class CameraSession:
     def _captured(self, result: tuple[str, bytes], tid: int) -> None:
         self._captures.pop(tid, None)
         name, data = result
-        info = ObjectInfo(storage_id=self.store.storage_id, object_format=ObjectFormat.EXIF_JPEG,
-                          object_compressed_size=len(data), filename=name)
-        handle = self.store.reserve(info, 0)
-        upload = self.store.receive(handle)
+        self.capture_transaction = tid
         try:
-            upload.write(data)
-            upload.commit()             # the store announces ObjectAdded
-        except BaseException:
-            upload.abort()
-            raise
-        self.events.sendEvent(EventCode.CaptureComplete, (), tid)
+            self.camera.keep(name, data)     # the store announces ObjectAdded
+        finally:
+            self.capture_transaction = None
+        self.sendEvent(EventCode.CaptureComplete, (), tid)
 
     def _captureFailed(self, failure: Failure, tid: int) -> None:
         self._captures.pop(tid, None)
@@ -409,7 +466,7 @@ class CameraSession:
             self.log.failure("capture failed", failure)
         # InitiateCapture was answered OK already and the initiator waits for CaptureComplete:
         # end the operation either way (2.7.3), without ObjectAdded.
-        self.events.sendEvent(EventCode.CaptureComplete, (), tid)
+        self.sendEvent(EventCode.CaptureComplete, (), tid)
 
     # -- properties -----------------------------------------------------------------
     def getDevicePropDesc(self, code: int, *_: int) -> Response:
@@ -455,4 +512,4 @@ def filesystem_camera(root: str | None = None, *, capture_folder: str | None = N
         root = demo_root()
     store = FilesystemStore(root, allow_format=allow_format, read_only=read_only)
     capture = FolderCapture(capture_folder) if capture_folder else TestCardCapture()
-    return Camera(store, DeviceProperties(), capture, **kwargs)
+    return Camera(store, None, capture, **kwargs)

@@ -1,0 +1,301 @@
+"""Stock gphoto2 drives each camera personality down its vendor path, end to end.
+
+Two independent peers: Debian's gphoto2 command (libgphoto2 2.5.30) and the ``gphoto2``
+wheel from PyPI (python-gphoto2 with the libgphoto2 2.5.34 it bundles), driven by
+``gphoto2_wheel.py`` in a process of its own. Each run has a throwaway HOME (libgphoto2
+keeps the initiator GUID and the capture target in ``~/.gphoto/settings``). Neither peer
+may be missing: that fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import utils
+
+from ptpip.devices.capture import TestCardCapture
+from ptpip.devices.profiles import get_profile
+from ptpip.wire.vendor import CanonEOSProp, CanonOp, NikonOp
+
+from ..conftest import make_tree, start_responder, stop_responder
+
+GPHOTO2 = shutil.which("gphoto2")
+TIMEOUT = shutil.which("timeout") or "timeout"
+WHEEL_DRIVER = os.path.join(os.path.dirname(__file__), "gphoto2_wheel.py")
+PROFILES = ["canon-eos", "canon-eos-classic", "nikon"]
+PEERS = ["debian", "wheel"]
+
+
+def test_both_peers_are_installed():
+    assert GPHOTO2, "gphoto2 is not installed: .ci/run installs it with apt-get"
+    import gphoto2  # noqa: F401 - the wheel, from the test extra
+
+
+class RecordingCapture(TestCardCapture):
+    """Draws test cards and remembers every picture it made; each is over 2 MiB (a JPEG
+    with a trailer after its end marker), so downloads go in GetPartialObject pieces."""
+
+    def __init__(self) -> None:
+        super().__init__(640, 480)
+        self.made: list[bytes] = []
+
+    def capture(self, object_format: int = 0) -> Any:
+        def keep(result: tuple[str, bytes]) -> tuple[str, bytes]:
+            name, data = result
+            data += os.urandom(2 * 1024 * 1024 + 4321)
+            self.made.append(data)
+            return name, data
+        return super().capture(object_format).addCallback(keep)
+
+
+class Peer:
+    """One gphoto2 peer against one camera: the same actions, as each peer spells them."""
+
+    def __init__(self, kind: str, reactor: Any, model: str, port: int, home: str) -> None:
+        self.kind = kind
+        self.reactor = reactor
+        self.model = model
+        self.port = f"ptpip:127.0.0.1:{port}:{port}"
+        self.home = home
+        self.debug_log = os.path.join(home, "debug.txt")
+
+    async def run(self, *action: str, cwd: str | None = None, debug: bool = False) -> str:
+        env = {"HOME": self.home, "LANG": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if self.kind == "debian":
+            assert GPHOTO2, "gphoto2 is not installed"
+            exe, argv = GPHOTO2, ["--camera", self.model, "--port", self.port, *_cli(action)]
+            if debug:
+                argv[:0] = ["--debug", "--debug-logfile", self.debug_log]
+        else:
+            exe, argv = sys.executable, [WHEEL_DRIVER, self.model, self.port, *action]
+        # gphoto2 shrugs off SIGTERM while it waits for events: timeout(1) kills it 5 s later.
+        out, err, code = await utils.getProcessOutputAndValue(
+            TIMEOUT, ["-k", "5", "90", exe, *argv], env=env, path=cwd or self.home, reactor=self.reactor)
+        text = (out + err).decode("utf-8", "replace")
+        assert code not in (124, 137), f"{self.kind} gphoto2 {' '.join(action)} hung:\n{text}"
+        assert code == 0, f"{self.kind} gphoto2 {' '.join(action)} failed ({code}):\n{text}"
+        return text
+
+    async def files(self) -> list[str]:
+        text = await self.run("list")
+        if self.kind == "wheel":
+            return sorted(line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("FILE "))
+        paths, folder = [], None
+        for line in text.splitlines():
+            m = re.match(r"There (?:is|are) \S+ files? in folder '(.*)'", line)
+            if m:
+                folder = m.group(1).rstrip("/")
+            m = re.match(r"#\d+\s+(\S+)", line)
+            if m and folder is not None:
+                paths.append(f"{folder}/{m.group(1)}")
+        return sorted(paths)
+
+    async def current(self, name: str) -> str:
+        text = await self.run("get", name)
+        return re.search(r"^Current: (.*)$", text, re.M).group(1)  # type: ignore[union-attr]
+
+
+def _cli(action: tuple[str, ...]) -> list[str]:
+    """An action of gphoto2_wheel.py as gphoto2's options."""
+    verb, *args = action
+    return {
+        "summary": lambda: ["--summary"],
+        "list": lambda: ["-R", "--list-files"],
+        "get-all": lambda: ["--get-all-files"],
+        "capture": lambda: (["--set-config", "capturetarget=Memory card"] if "--card" in args else [])
+        + ["--capture-image-and-download", "--force-overwrite"] + (["--keep"] if "--keep" in args else []),
+        "list-config": lambda: ["--list-config"],
+        "get": lambda: ["--get-config", args[0]],
+        "set": lambda: ["--set-config", f"{args[0]}={args[1]}"],
+        "wait": lambda: [f"--wait-event={args[0]}s"],
+    }[verb]()
+
+
+@pytest_twisted.async_yield_fixture(params=[(p, k) for p in PROFILES for k in PEERS],
+                                    ids=lambda pk: f"{pk[0]}-{pk[1]}")
+async def vendor(request: Any, reactor: Any, tmp_path: Any) -> Any:
+    name, kind = request.param
+    root = str(tmp_path / "card")
+    os.makedirs(root)
+    files = make_tree(root)
+    # A picture over 1 MiB: both peers fetch it in GetPartialObject pieces.
+    data = open(os.path.join(root, "DCIM", "100TEST", "IMG_0001.JPG"), "rb").read() + os.urandom(1536 * 1024)
+    with open(os.path.join(root, "DCIM", "100TEST", "BIG_0001.JPG"), "wb") as f:
+        f.write(data)
+    files["DCIM/100TEST/BIG_0001.JPG"] = data
+    profile = get_profile(name)
+    capture = RecordingCapture()
+    r = await start_responder(reactor, root, profile=profile, capture=capture, scan_interval=None)
+    home = str(tmp_path / "home")
+    os.makedirs(home)
+    r.files = files
+    r.profile = profile
+    r.capture = capture
+    r.peer = Peer(kind, reactor, profile.gphoto2_model, r.port, home)
+    yield r
+    await stop_responder(r)
+
+
+def _seen(vendor: Any, *codes: int) -> None:
+    seen = vendor.camera.operations_seen
+    missing = [f"0x{c:04X}" for c in codes if not seen[c]]
+    assert not missing, f"the {vendor.profile.name} path was not taken: {missing} never asked for"
+
+
+def _debug_shows(vendor: Any, *codes: int) -> None:
+    """Debian's gphoto2 --debug log names the vendor operations it sent."""
+    if vendor.peer.kind != "debian":
+        return
+    log = open(vendor.peer.debug_log, encoding="utf-8", errors="replace").read()
+    for code in codes:
+        assert f"Sending PTP_OC 0x{code:04x}" in log, f"0x{code:04x} not in gphoto2's debug log"
+
+
+@pytest_twisted.ensureDeferred
+async def test_summary_names_the_vendor_and_model(vendor):
+    out = await vendor.peer.run("summary", debug=True)
+    assert f"Manufacturer: {vendor.profile.manufacturer}" in out
+    assert f"Model: {vendor.profile.model}" in out
+    assert f"Vendor Extension ID: 0x{vendor.profile.vendor_extension_id:x}" in out
+    if vendor.profile.name == "nikon":
+        assert "Nikon Exposure Time(0xd100)" in out or "d100" in out     # from GetVendorPropCodes
+        _seen(vendor, NikonOp.GetVendorPropCodes)
+        _debug_shows(vendor, NikonOp.GetVendorPropCodes)
+    else:
+        assert "Canon EOS Capture" in out
+        _seen(vendor, CanonOp.SetRemoteMode, CanonOp.GetObjectInfoEx)
+        _debug_shows(vendor, CanonOp.SetRemoteMode, CanonOp.GetObjectInfoEx)
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_and_download_every_file_byte_identical(vendor, tmp_path):
+    listed = await vendor.peer.files()
+    assert listed == sorted(f"/store_00010001/{name}" for name in vendor.files)
+    dest = tmp_path / "download"
+    dest.mkdir()
+    await vendor.peer.run("get-all", str(dest), cwd=str(dest))
+    for name, data in vendor.files.items():
+        got = (dest / os.path.basename(name)).read_bytes()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), name
+    if vendor.profile.name != "nikon":
+        _seen(vendor, CanonOp.GetObjectInfoEx)     # the EOS listing, not GetObjectHandles
+
+
+def _card(root: str) -> dict[str, bytes]:
+    out = {}
+    for folder, _, names in os.walk(root):
+        for n in names:
+            path = os.path.join(folder, n)
+            out[os.path.relpath(path, root)] = open(path, "rb").read()
+    return out
+
+
+@pytest_twisted.ensureDeferred
+async def test_capture_downloads_the_picture_the_camera_made(vendor, tmp_path):
+    """The default target ("Internal RAM"): the picture is held in the camera, fetched and
+    freed; the card is untouched."""
+    dest = tmp_path / "shot"
+    dest.mkdir()
+    before = _card(vendor.root)
+    out = await vendor.peer.run("capture", str(dest), cwd=str(dest), debug=True)
+    assert "New file is in location /capt0000.jpg" in out, out
+    assert len(vendor.capture.made) == 1
+    assert (dest / "capt0000.jpg").read_bytes() == vendor.capture.made[0]
+    assert _card(vendor.root) == before
+    name = vendor.profile.name
+    if name == "nikon":
+        codes = [NikonOp.InitiateCaptureRecInSdram, NikonOp.DeviceReady, NikonOp.GetEvent]
+        assert vendor.camera.operations_seen[NikonOp.DeviceReady] >= 2       # busy, then ready
+    elif name == "canon-eos":
+        codes = [CanonOp.RemoteReleaseOn, CanonOp.RemoteReleaseOff, CanonOp.GetEvent,
+                 CanonOp.TransferComplete]
+    else:
+        codes = [CanonOp.RemoteRelease, CanonOp.GetEvent, CanonOp.TransferComplete]
+    _seen(vendor, *codes)
+    _debug_shows(vendor, *codes)
+    session_held = [s.vendor for s in vendor.camera.sessions]
+    assert all(not getattr(v, "held", None) and not getattr(v, "sdram", None) for v in session_held)
+
+
+@pytest_twisted.ensureDeferred
+async def test_capture_to_the_card_lands_there_and_is_kept(vendor, tmp_path):
+    dest = tmp_path / "shot"
+    dest.mkdir()
+    out = await vendor.peer.run("capture", str(dest), "--card", "--keep", cwd=str(dest))
+    folder = "100NIKON" if vendor.profile.name == "nikon" else "100CANON"
+    m = re.search(rf"New file is in location /store_00010001/DCIM/{folder}/(\S+) on the camera", out)
+    assert m, out
+    picture = vendor.capture.made[0]
+    assert (dest / m.group(1)).read_bytes() == picture
+    assert open(os.path.join(vendor.root, "DCIM", folder, m.group(1)), "rb").read() == picture
+    if vendor.profile.name != "nikon":
+        assert vendor.camera.properties.get(CanonEOSProp.CaptureDestination) == 1
+
+
+CONFIG = {
+    # name: (value set, value read back, property code, value on the camera)
+    "canon-eos": [("aperture", "8", "8", CanonEOSProp.Aperture, 0x38),
+                  ("shutterspeed", "1/125", "1/125", CanonEOSProp.ShutterSpeed, 0x70),
+                  ("iso", "400", "400", CanonEOSProp.ISOSpeed, 0x58)],
+    "nikon": [("f-number", "f/8", "f/8", 0x5007, 800),
+              ("shutterspeed", "1/250", "0.0040s", 0x500D, 40),
+              ("iso", "400", "400", 0x500F, 400),
+              ("shutterspeed2", "1/125", "1/125", 0xD100, (1 << 16) | 125)],
+}
+CONFIG["canon-eos-classic"] = CONFIG["canon-eos"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_config_lists_sets_and_reads_back_the_vendor_settings(vendor):
+    listed = await vendor.peer.run("list-config")
+    for name, value, shown, code, raw in CONFIG[vendor.profile.name]:
+        assert re.search(rf"^/main/\w+/{re.escape(name)}$", listed, re.M), f"{name} not in the config"
+        await vendor.peer.run("set", name, value)
+        assert vendor.camera.properties.get(code) == raw, name
+        assert await vendor.peer.current(name) == shown
+    if vendor.profile.name == "nikon":
+        _seen(vendor, 0x1014, 0x1016)
+    else:
+        _seen(vendor, CanonOp.SetDevicePropValueEx, CanonOp.GetEvent)
+
+
+@pytest_twisted.ensureDeferred
+async def test_wait_event_sees_a_property_change_and_a_new_file(vendor, reactor):
+    cam = vendor.camera
+    nikon = vendor.profile.name == "nikon"
+    src = os.path.join(vendor.root, "DCIM", "100TEST", "IMG_0002.JPG")
+
+    def turn_the_dial() -> None:
+        cam.properties.setInternal(0x5007 if nikon else CanonEOSProp.Aperture, 1100 if nikon else 0x40)
+        shutil.copy(src, os.path.join(vendor.root, "DCIM", "100TEST", "NEW_0001.JPG"))
+        cam.store.scan()
+    call = reactor.callLater(2.0, turn_the_dial)
+    try:
+        out = await vendor.peer.run("wait", "6", debug=True)
+    finally:
+        if call.active():
+            call.cancel()
+    prop = r"(0000)?5007 changed, \"f-number\" to \"f/11\"" if nikon else r"(0000)?d101 changed, \"aperture\" to \"11\""
+    assert re.search(rf"PTP Property {prop}", out), out
+    assert "FILEADDED NEW_0001.JPG /store_00010001/DCIM/100TEST" in out, out
+    code = NikonOp.GetEvent if nikon else CanonOp.GetEvent
+    _seen(vendor, code)
+    _debug_shows(vendor, code)
+
+
+@pytest_twisted.ensureDeferred
+async def test_generic_profile_is_the_default(reactor, tmp_path):
+    root = str(tmp_path / "card")
+    os.makedirs(root)
+    r = await start_responder(reactor, root)
+    try:
+        info = r.camera.deviceInfo()
+        assert (info.manufacturer, info.model, info.vendor_extension_id) == ("Twisted PTP-IP", "Virtual Camera", 0)
+    finally:
+        await stop_responder(r)
