@@ -62,6 +62,8 @@ class Options(usage.Options):
                 "capture with and configure.")
     optParameters = [
         ["root", "r", None, "Folder to serve as the camera's storage (default: built-in samples)."],
+        ["cameras", None, None, "Serve several cameras, as a TOML file describes them (one [[camera]] "
+                                "table each: name, profile, listen, root, guid, model, presets...)."],
         ["name", "n", "ptpip camera", "Friendly name sent to initiators (at most 39 characters)."],
         ["guid", "g", None, "The responder's GUID as 32 hex digits (default: random per start)."],
         ["max-sessions", None, 16, "Sessions served at once; more are answered Init Fail BUSY.", int],
@@ -127,13 +129,15 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
-        from .devices.profiles import PROFILES, describe_profiles, get_profile
+        from .devices.profiles import PROFILES, describe_profiles
         if self["profile"] == "help":
             print(describe_profiles())
             raise SystemExit(0)
         if self["profile"] not in PROFILES:
             raise usage.UsageError(f"--profile {self['profile']!r}: unknown (one of {', '.join(PROFILES)}; "
                                    "--profile help describes them)")
+        if self["cameras"]:
+            self._readCameras()
         if not self["listen"]:
             self["listen"] = [f"tcp:{DEFAULT_PORT}"]
         self["guid"] = _guid(self["guid"]) if self["guid"] else uuid.uuid4().bytes
@@ -144,13 +148,9 @@ class Options(usage.Options):
         except LocalProtocolError as e:
             raise usage.UsageError(str(e)) from None
         if self["presets"]:
-            # Check the values now, against the camera's standard properties, so a bad one
-            # is a usage error and not a traceback at start-up.
-            from .devices.properties import DeviceProperties
-
-            class _Probe:
-                properties = DeviceProperties(get_profile(self["profile"]).make_properties())
-            _apply_presets(_Probe(), self["presets"])
+            # Check the values now, against the camera's properties, so a bad one is a
+            # usage error and not a traceback at start-up.
+            _check_presets(self["profile"], self["presets"])
         # Paths are checked now, so that a typo is a usage error naming the path and not a
         # traceback at start-up (--root) or a failure at every capture (--capture-folder).
         for opt in ("root", "capture-folder"):
@@ -173,6 +173,51 @@ class Options(usage.Options):
                     raise usage.UsageError(f"--{opt}: {e}") from None
 
 
+    def _readCameras(self) -> None:
+        """Check the --cameras file now: each camera's profile, GUID, folders and presets."""
+        from .devices.profiles import PROFILES
+        from .studio import CamerasFileError, read_cameras
+        from .wire.errors import LocalProtocolError
+        from .wire.packets import encode_friendly_name
+        for opt in ("root", "guid"):
+            if self[opt]:
+                raise usage.UsageError(f"--{opt} and --cameras: give each camera its {opt} in the file")
+        if self["listen"]:
+            raise usage.UsageError("--listen and --cameras: give each camera its listen endpoints in the file")
+        try:
+            specs = read_cameras(self["cameras"])
+        except CamerasFileError as e:
+            raise usage.UsageError(f"--cameras {e}") from None
+        for spec in specs:
+            where = f"--cameras {self['cameras']}: camera {spec['name']!r}"
+            spec.setdefault("profile", self["profile"])
+            if spec["profile"] not in PROFILES:
+                raise usage.UsageError(f"{where}: unknown profile {spec['profile']!r} (one of {', '.join(PROFILES)})")
+            try:
+                encode_friendly_name(spec["name"])
+            except LocalProtocolError as e:
+                raise usage.UsageError(f"{where}: {e}") from None
+            try:
+                spec["guid"] = _guid(spec["guid"]) if "guid" in spec else uuid.uuid4().bytes
+                for opt in ("root", "capture-folder"):
+                    if spec.get(opt) is not None:
+                        _check_folder(opt, spec[opt])
+                _check_presets(spec["profile"], spec["presets"])
+            except usage.UsageError as e:
+                raise usage.UsageError(f"{where}: {e}") from None
+        self["camera-specs"] = specs
+
+
+def _check_presets(profile: str, presets: dict[int, str]) -> None:
+    """Presets are checked against the profile's properties, so a bad one is a usage error."""
+    from .devices.profiles import get_profile
+    from .devices.properties import DeviceProperties
+
+    class _Probe:
+        properties = DeviceProperties(get_profile(profile).make_properties())
+    _apply_presets(_Probe(), presets)
+
+
 class _CameraService(service.Service):
     """Stops the camera's folder scanner and removes the demo folder on shutdown."""
 
@@ -188,28 +233,44 @@ class _CameraService(service.Service):
 
 
 def makeService(options: Options) -> service.MultiService:
+    top = service.MultiService()
+    specs = options.get("camera-specs") or [{
+        "name": options["name"], "guid": options["guid"], "listen": options["listen"],
+        "root": options["root"], "profile": options["profile"], "model": options["model"],
+        "manufacturer": options["manufacturer"], "presets": options["presets"]}]
+    for spec in specs:
+        _serve(spec, options, top)
+    return top
+
+
+def _serve(spec: dict[str, Any], options: Options, top: service.MultiService) -> None:
+    """One camera of the process: its card, device, factory, endpoints and announcement;
+    *spec* holds what is its own (a [[camera]] of --cameras), *options* the rest."""
     from .devices.camera import demo_root, filesystem_camera
     from .devices.profiles import get_profile
     from .responder import ResponderFactory
 
-    root = options["root"]
+    root = spec.get("root")
     cleanup = None
     if root is None:
         root = cleanup = demo_root()
     camera = filesystem_camera(
-        root, capture_folder=options["capture-folder"], allow_format=options["allow-format"],
-        read_only=options["read-only"], model=options["model"], manufacturer=options["manufacturer"],
-        scan_interval=options["scan-interval"] or None, profile=get_profile(options["profile"]))
+        root, capture_folder=spec.get("capture-folder", options["capture-folder"]),
+        allow_format=spec.get("allow-format", bool(options["allow-format"])),
+        read_only=spec.get("read-only", bool(options["read-only"])),
+        model=spec.get("model"), manufacturer=spec.get("manufacturer"),
+        scan_interval=options["scan-interval"] or None, profile=get_profile(spec["profile"]))
     from .devices.policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy
     anonymous = _accepts_anonymous(options)
-    if options["allow-list"]:
-        policy: Any = AllowListPolicy(options["allow-list"], anonymous=anonymous)
-    elif options["pair"]:
-        policy = PairingPolicy(options["pair"], anonymous=anonymous)
+    allow_list, pair = spec.get("allow-list", options["allow-list"]), spec.get("pair", options["pair"])
+    if allow_list:
+        policy: Any = AllowListPolicy(allow_list, anonymous=anonymous)
+    elif pair:
+        policy = PairingPolicy(pair, anonymous=anonymous)
     else:
         policy = AcceptAllPolicy(anonymous=anonymous)
-    _apply_presets(camera, options["presets"])
-    factory = ResponderFactory(camera, guid=options["guid"], friendly_name=options["name"],
+    _apply_presets(camera, spec.get("presets", {}))
+    factory = ResponderFactory(camera, guid=spec["guid"], friendly_name=spec["name"],
                                max_sessions=options["max-sessions"], policy=policy,
                                max_per_address=options["max-per-address"],
                                stall_timeout=options["stall-timeout"],
@@ -218,20 +279,18 @@ def makeService(options: Options) -> service.MultiService:
                                max_pending_per_address=options["max-pending-per-address"],
                                reclaim_idle=options["reclaim-idle"],
                                strict_version=bool(options["strict-version"]))
-    top = service.MultiService()
     _CameraService(camera, cleanup).setServiceParent(top)
-    for endpoint in options["listen"]:
+    for endpoint in spec["listen"]:
         strports.service(endpoint, factory).setServiceParent(top)
     if not options["no-announce"]:
-        port = _tcp_port(options["listen"][0])
+        port = _tcp_port(spec["listen"][0])
         if port:
             try:
                 from .discovery import Announcer
             except ImportError:
                 pass
             else:
-                Announcer(options["name"], port, options["guid"], camera.model).setServiceParent(top)
-    return top
+                Announcer(spec["name"], port, spec["guid"], camera.model).setServiceParent(top)
 
 
 def _accepts_anonymous(options: Options) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -239,3 +241,76 @@ def test_eos_presets_take_vendor_codes(tmp_path):
     camera.stop()
     with pytest.raises(usage.UsageError):
         Options().parseOptions(["--profile", "canon-eos", "--preset", "0xD101=0x31"])   # no such aperture
+
+
+def _studio(tmp_path, text):
+    path = tmp_path / "studio.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_cameras_file_makes_one_camera_per_table(tmp_path):
+    from ptpip.tap import Options, makeService
+    (tmp_path / "a").mkdir()
+    path = _studio(tmp_path, f"""
+[[camera]]
+name = "EOS"
+profile = "canon-eos"
+listen = ["tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.2"]
+root = "{tmp_path / 'a'}"
+guid = "00112233445566778899aabbccddeeff"
+presets = {{ 0xD101 = "0x38" }}
+
+[[camera]]
+name = "Nikon"
+profile = "nikon"
+listen = "tcp:0:interface=127.0.0.1"
+model = "Z 6"
+presets = {{ FNumber = "800" }}
+""")
+    o = Options()
+    o.parseOptions(["--cameras", path, "--no-announce"])
+    top = makeService(o)
+    cams = [s.camera for s in top if hasattr(s, "camera")]
+    assert [c.deviceInfo().model for c in cams] == ["Canon EOS 5D Mark IV", "Z 6"]
+    assert cams[0].properties.get(0xD101) == 0x38 and cams[1].properties.get(0x5007) == 800
+    assert cams[0].store.root == os.path.realpath(tmp_path / "a")
+    endpoints = [s for s in top if not hasattr(s, "camera")]
+    assert len(endpoints) == 3                   # two for the EOS, one for the Nikon
+    for c in cams:
+        c.stop()
+    for s in top:
+        if getattr(s, "cleanup", None):
+            shutil.rmtree(s.cleanup, ignore_errors=True)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "no [[camera]] table"),
+    ("[[camera]]\nname = 'x'\n", "camera 'x': no listen endpoint"),
+    ("[[camera]]\nlisten = 'tcp:1'\n", "camera 1: no name"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\nzoom = 3\n", "unknown key 'zoom'"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\n[[camera]]\nname = 'y'\nlisten = 'tcp:1'\n",
+     "camera 'y': listens on 'tcp:1' like camera 1"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\n[[camera]]\nname = 'x'\nlisten = 'tcp:2'\n",
+     "the same name as camera 1"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\nprofile = 'sony'\n", "unknown profile 'sony'"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\nguid = 'zz'\n", "--guid must be 32 hex digits"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\nroot = '/nonexistent/card'\n", "no such folder"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\nprofile = 'canon-eos'\npresets = { 0xD101 = '7' }\n",
+     "--preset 0xD101=7"),
+    ("[[camera]]\nname = 'x'\nlisten = 1\n", "listen must be str or list"),
+    ("[[camera]\n", "not TOML"),
+])
+def test_cameras_file_mistakes_are_usage_errors(tmp_path, text, message):
+    from ptpip.tap import Options
+    with pytest.raises(usage.UsageError) as e:
+        Options().parseOptions(["--cameras", _studio(tmp_path, text)])
+    assert message in str(e.value)
+
+
+def test_cameras_file_excludes_the_single_camera_options(tmp_path):
+    from ptpip.tap import Options
+    path = _studio(tmp_path, "[[camera]]\nname = 'x'\nlisten = 'tcp:1'\n")
+    for extra in (["--root", str(tmp_path)], ["--listen", "tcp:2"], ["--guid", "00" * 16]):
+        with pytest.raises(usage.UsageError, match="--cameras"):
+            Options().parseOptions(["--cameras", path, *extra])
