@@ -87,14 +87,13 @@ class ProgressBar:
             sys.stderr.flush()
 
 
-def _prop_code(name: str) -> int:
-    try:
-        return DevicePropCode[name].value
-    except KeyError:
-        pass
-    for member in DevicePropCode:
-        if member.name.lower() == name.lower():
-            return member.value
+def _prop_code(name: str, vendor: str | None = None) -> int:
+    from .wire.vendor import CanonEOSProp, NikonProp
+    kinds: list[Any] = [{"canon-eos": CanonEOSProp, "nikon": NikonProp}[vendor]] if vendor else []
+    for enum_type in [*kinds, DevicePropCode]:
+        for member in enum_type:
+            if member.name.lower() == name.lower():
+                return int(member.value)
     try:
         return int(name, 0)
     except ValueError:
@@ -112,8 +111,13 @@ def _parse_value(desc: DevicePropDesc, text: str) -> Any:
         raise CLIError(f"{text!r} is not a number") from None
 
 
-def _desc_json(desc: DevicePropDesc) -> dict[str, Any]:
-    out: dict[str, Any] = {"code": f"0x{desc.code:04X}", "name": code_name(desc.code),
+def _prop_name(code: int, vendor: str | None) -> str:
+    from .vendors import vendor_prop_name
+    return vendor_prop_name(code, vendor) or code_name(code)
+
+
+def _desc_json(desc: DevicePropDesc, vendor: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": f"0x{desc.code:04X}", "name": _prop_name(desc.code, vendor),
                            "datatype": f"0x{desc.datatype:04X}", "writable": desc.writable,
                            "current": desc.current, "default": desc.default}
     if desc.form == FORM_RANGE and desc.range:
@@ -123,9 +127,9 @@ def _desc_json(desc: DevicePropDesc) -> dict[str, Any]:
     return out
 
 
-def _desc_text(desc: DevicePropDesc) -> str:
+def _desc_text(desc: DevicePropDesc, vendor: str | None = None) -> str:
     ro = "" if desc.writable else " (read-only)"
-    line = f"{code_name(desc.code):26} 0x{desc.code:04X} = {desc.current!r}{ro}"
+    line = f"{_prop_name(desc.code, vendor):26} 0x{desc.code:04X} = {desc.current!r}{ro}"
     if desc.form == FORM_RANGE and desc.range:
         line += f"  range {desc.range[0]}..{desc.range[1]} step {desc.range[2]}"
     elif desc.form == FORM_ENUM:
@@ -262,7 +266,35 @@ async def cmd_rm(reactor: Any, client: Any, args: argparse.Namespace) -> None:
             print(f"deleted {item}")
 
 
+async def _vendor_capture(reactor: Any, client: Any, args: argparse.Namespace, vendor: str) -> None:
+    from .vendors import EOS, Nikon
+    helper = EOS(client) if vendor == "canon-eos" else Nikon(client)
+    shots = await helper.capture(reactor, timeout=args.wait)
+    out = []
+    for shot in shots:
+        item: dict[str, Any] = {"handle": shot.handle, "filename": shot.filename, "held": shot.data is not None}
+        if args.download or shot.data is not None:
+            # A picture held in the camera (EOS "PC", Nikon SDRAM) was fetched already and
+            # is gone from the camera: it is always saved.
+            os.makedirs(args.output, exist_ok=True)
+            target = os.path.join(args.output, shot.filename)
+            if shot.data is not None:
+                with open(target, "wb") as f:
+                    f.write(shot.data)
+            else:
+                await client.download(shot.handle, target)
+            item["file"] = target
+        out.append(item)
+    _out(args, out, "\n".join(f"captured {i['filename']} ({'held in the camera' if i['held'] else 'handle ' + str(i['handle'])})"
+                              + (f" -> {i['file']}" if "file" in i else "") for i in out))
+
+
 async def cmd_capture(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    from .vendors import vendor_of
+    vendor = vendor_of(client.device_info)
+    if vendor is not None:
+        await _vendor_capture(reactor, client, args, vendor)
+        return
     handles = await client.capture(reactor, timeout=args.wait)
     if not handles:
         raise CLIError("the camera captured nothing (CaptureComplete came without a new object)")
@@ -280,33 +312,64 @@ async def cmd_capture(reactor: Any, client: Any, args: argparse.Namespace) -> No
                               + (f" -> {i['file']}" if "file" in i else "") for i in out))
 
 
+async def _eos_props(client: Any, args: argparse.Namespace) -> None:
+    """``ptpip props`` on a Canon EOS: the properties GetEvent reports, set with 0x9110."""
+    from .vendors import EOS
+    helper = EOS(client)
+    descs = {d.code: d for d in await helper.properties()}
+    if args.action in ("list", None):
+        _out(args, [_desc_json(d, "canon-eos") for d in descs.values()],
+             "\n".join(_desc_text(d, "canon-eos") for d in descs.values()))
+        return
+    if not args.property:
+        raise CLIError(f"props {args.action} needs a property name or code")
+    code = _prop_code(args.property, "canon-eos")
+    if code not in descs:
+        raise CLIError(f"the camera reports no property {args.property}")
+    if args.action == "set":
+        if args.value is None:
+            raise CLIError("props set needs a value")
+        await helper.set(code, _parse_value(descs[code], args.value))
+        descs = {d.code: d for d in await helper.properties()}
+    elif args.action == "reset":
+        raise CLIError("a Canon EOS has no reset of one property")
+    _out(args, _desc_json(descs[code], "canon-eos"), _desc_text(descs[code], "canon-eos"))
+
+
 async def cmd_props(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    from .vendors import Nikon, vendor_of
+    vendor = vendor_of(client.device_info)
+    if vendor == "canon-eos":
+        await _eos_props(client, args)
+        return
     if args.action == "list" or args.action is None:
         descs = []
-        for code in client.device_info.device_properties_supported:
+        codes = (await Nikon(client).property_codes() if vendor == "nikon"
+                 else client.device_info.device_properties_supported)
+        for code in codes:
             try:
                 descs.append(await client.getDevicePropDesc(code))
             except PTPResponseError:
                 continue
-        _out(args, [_desc_json(d) for d in descs], "\n".join(_desc_text(d) for d in descs))
+        _out(args, [_desc_json(d, vendor) for d in descs], "\n".join(_desc_text(d, vendor) for d in descs))
         return
     if not args.property:
         raise CLIError(f"props {args.action} needs a property name or code")
-    code = _prop_code(args.property)
+    code = _prop_code(args.property, vendor)
     desc = await client.getDevicePropDesc(code)
     if args.action == "get":
-        _out(args, _desc_json(desc), _desc_text(desc))
+        _out(args, _desc_json(desc, vendor), _desc_text(desc, vendor))
     elif args.action == "set":
         if args.value is None:
             raise CLIError("props set needs a value")
         value = _parse_value(desc, args.value)
         await client.setDevicePropValue(code, value, desc.datatype)
         desc = await client.getDevicePropDesc(code)
-        _out(args, _desc_json(desc), _desc_text(desc))
+        _out(args, _desc_json(desc, vendor), _desc_text(desc, vendor))
     elif args.action == "reset":
         await client.resetDevicePropValue(code)
         desc = await client.getDevicePropDesc(code)
-        _out(args, _desc_json(desc), _desc_text(desc))
+        _out(args, _desc_json(desc, vendor), _desc_text(desc, vendor))
 
 
 _OBJECT_EVENTS = frozenset({EventCode.ObjectAdded, EventCode.ObjectRemoved, EventCode.ObjectInfoChanged,

@@ -40,6 +40,7 @@ from ..interfaces import IIncomingData, Response
 from ..wire.constants import DataType, EventCode, ObjectFormat, ResponseCode
 from ..wire.constants import OperationCode as Op
 from ..wire.datasets import pack_u32_array
+from ..wire.eos import TERMINATOR, decode_value, pack_image_format, record, value_bytes
 from ..wire.errors import OperationError
 from ..wire.vendor import CanonEOSEvent as Ev
 from ..wire.vendor import CanonEOSProp as P
@@ -92,58 +93,6 @@ def eos_properties(model: str, serial: str) -> list[Property]:
         Property(0xD1AF, DataType.STR, serial, False),          # SerialNumber
         Property(0xD1D8, DataType.STR, "EF24-70mm f/2.8L II USM", False),   # LensName
     ]
-
-
-# -- record and value encodings -------------------------------------------------------
-def _image_format_entries(code: int) -> list[tuple[int, int, int]]:
-    """The (type, size, compression) entries of a condensed ImageFormat code."""
-    entries: list[tuple[int, int, int]] = []
-    for nibbles in ((code >> 8) & 0xFF, code & 0xFF):
-        if nibbles in (0x00, 0xFF) and entries:
-            break
-        size, comp = nibbles >> 4, nibbles & 0xF
-        if size >= 0xD:
-            size += 1
-        entries.append((6, size, comp & 7) if comp & 8 else (1, size, comp))
-    return entries
-
-
-def pack_image_format(code: int) -> bytes:
-    entries = _image_format_entries(code)
-    return struct.pack("<I", len(entries)) + b"".join(
-        struct.pack("<IIII", 0x10, kind, size, comp) for kind, size, comp in entries)
-
-
-def unpack_image_format(data: bytes) -> int:
-    """A condensed ImageFormat code from its EOS structure (as 2.5.30 condenses it)."""
-    (n,) = struct.unpack_from("<I", data)
-    if not 1 <= n <= 2 or len(data) < 4 + 16 * n:
-        raise OperationError(ResponseCode.InvalidDevicePropValue, f"ImageFormat with {n} entries")
-    code = 0
-    for i in range(n):
-        _, kind, size, comp = struct.unpack_from("<IIII", data, 4 + 16 * i)
-        if size >= 0xE:
-            size -= 1
-        nib = ((size & 0xF) << 4) | (comp | (8 if kind == 6 else 0)) & 0xF
-        code |= nib << (8 if i == 0 else 0)
-    return code
-
-
-def value_bytes(code: int, datatype: int, value: Any) -> bytes:
-    """A property value as EOS records and SetDevicePropValueEx carry it."""
-    if code == P.ImageFormat:
-        return pack_image_format(value)
-    if datatype == DataType.STR:
-        return str(value).encode("latin-1", "replace") + b"\0"
-    return struct.pack("<I", int(value) & 0xFFFFFFFF)
-
-
-def record(kind: int, payload: bytes) -> bytes:
-    return struct.pack("<II", 8 + len(payload), kind) + payload
-
-
-#: Ends every GetEvent answer.
-TERMINATOR = b"\x08\x00\x00\x00\x00\x00\x00\x00"
 
 
 class CanonEOSSession(VendorSession):
@@ -281,15 +230,7 @@ class CanonEOSSession(VendorSession):
         size, code = struct.unpack_from("<II", data)
         props = self.camera.properties
         desc = props.describe(code)
-        raw = data[8:max(size, 12)]
-        value: Any
-        if code == P.ImageFormat:
-            value = unpack_image_format(raw)
-        elif desc.datatype == DataType.STR:
-            value = raw.split(b"\0")[0].decode("latin-1")
-        else:
-            value = struct.unpack_from("<I", raw)[0] & ((1 << (8 * _width(desc.datatype))) - 1)
-        props.set(code, value)
+        props.set(code, decode_value(code, desc.datatype, data[8:max(size, 12)]))
         return Response()
 
     # -- release ------------------------------------------------------------------------
@@ -369,11 +310,6 @@ class CanonEOSSession(VendorSession):
 
 
 ALL_ROOT = 0xFFFFFFFF
-
-
-def _width(datatype: int) -> int:
-    widths: dict[int, int] = {DataType.UINT8: 1, DataType.INT8: 1, DataType.UINT16: 2, DataType.INT16: 2}
-    return widths.get(datatype, 4)
 
 
 def _epoch(ptp_date: str) -> int:

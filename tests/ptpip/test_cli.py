@@ -208,3 +208,48 @@ async def test_events_are_named_with_codes_in_hex(reactor, responder):
     assert rows[3] == {"event": "0xC101", "code": "0xC101", "transaction_id": 0xFFFFFFFF,
                        "params": [1, 0xABCDEF]}
     assert rows[4] == {"event": "CaptureComplete", "code": "0x400D", "transaction_id": 12, "params": []}
+
+
+@pytest_twisted.ensureDeferred
+async def test_capture_and_props_take_the_vendor_paths(reactor, tmp_path):
+    """``ptpip capture`` on a Canon EOS releases the shutter and fetches the picture it holds
+    for the host; on a Nikon it captures into SDRAM; ``ptpip props`` names vendor properties
+    and sets them the vendor's way."""
+    from ptpip.devices.profiles import get_profile
+    from ptpip.wire.vendor import CanonOp, NikonOp
+    for name in ("canon-eos", "canon-eos-classic", "nikon"):
+        root = tmp_path / name
+        root.mkdir()
+        r = await start_responder(reactor, str(root), profile=get_profile(name))
+        try:
+            port = str(r.port)
+            dest = tmp_path / f"{name}-shots"
+            if name.startswith("canon"):
+                out, err, code = await run(reactor, "--port", port, "props", "set", "CaptureDestination", "4")
+                assert code == 0, err
+            out, err, code = await run(reactor, "--port", port, "--json", "capture", "-o", str(dest))
+            assert code == 0, err
+            (shot,) = json.loads(out)
+            assert shot["held"] is True                       # held in the camera, fetched, freed
+            data = open(shot["file"], "rb").read()
+            assert data[:2] == b"\xff\xd8" and len(data) > 1000
+            assert not list(root.rglob("*.JPG"))              # nothing was written to the card
+            seen = r.camera.operations_seen
+            if name == "nikon":
+                assert seen[NikonOp.InitiateCaptureRecInSdram] == 1 and seen[NikonOp.DeviceReady] >= 2
+                assert seen[0x100E] == 0
+                out, err, code = await run(reactor, "--port", port, "props", "set", "ExposureTime", str((1 << 16) | 125))
+                assert code == 0, err
+                assert out.startswith("ExposureTime") and "0xD100 = 65661" in out
+                assert r.camera.properties.get(0xD100) == (1 << 16) | 125
+            else:
+                assert seen[CanonOp.TransferComplete] == 1
+                assert seen[CanonOp.RemoteReleaseOn if name == "canon-eos" else CanonOp.RemoteRelease] >= 1
+                out, err, code = await run(reactor, "--port", port, "props", "set", "aperture", "0x38")
+                assert code == 0, err
+                assert out.startswith("Aperture") and "0xD101 = 56" in out
+                assert r.camera.properties.get(0xD101) == 0x38
+                out, err, code = await run(reactor, "--port", port, "props")
+                assert code == 0 and "ISOSpeed" in out and "CaptureDestination" in out
+        finally:
+            await stop_responder(r)

@@ -17,19 +17,14 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from ptpip.devices.camera import filesystem_camera
-from ptpip.devices.canon_eos import (
-    HELD_BASE,
-    IMAGE_FORMATS,
-    TERMINATOR,
-    pack_image_format,
-    unpack_image_format,
-)
+from ptpip.devices.canon_eos import HELD_BASE, IMAGE_FORMATS
 from ptpip.devices.nikon import SDRAM_HANDLE
 from ptpip.devices.profiles import PROFILES, get_profile
 from ptpip.interfaces import ICaptureSource, IIncomingData
 from ptpip.wire.constants import EventCode, ResponseCode
 from ptpip.wire.constants import OperationCode as Op
 from ptpip.wire.datasets import ObjectInfo
+from ptpip.wire.eos import TERMINATOR, pack_image_format, unpack_image_format
 from ptpip.wire.errors import OperationError
 from ptpip.wire.packets import OperationRequest
 from ptpip.wire.vendor import CanonEOSEvent, CanonEOSProp, CanonOp, NikonEvent, NikonOp
@@ -124,12 +119,12 @@ def test_eos_image_format_known_answers():
     assert pack_image_format(0x0300).hex() == "01000000" "10000000" "01000000" "00000000" "03000000"
     # RAW + Large Fine JPEG: two entries, RAW first
     assert pack_image_format(0x0C03) == struct.pack("<IIIIIIIII", 2, 0x10, 6, 0, 4, 0x10, 1, 0, 3)
-    assert unpack_image_format(struct.pack("<IIIII", 1, 0x10, 1, 2, 3)) == 0x2300     # Small Fine
+    assert unpack_image_format(struct.pack("<IIIII", 1, 0x10, 1, 2, 3))[0] == 0x2300     # Small Fine
 
 
 @given(st.sampled_from(IMAGE_FORMATS))
 def test_eos_image_format_round_trips(code):
-    assert unpack_image_format(pack_image_format(code)) == code
+    assert unpack_image_format(pack_image_format(code))[0] == code
 
 
 def test_eos_first_get_event_reports_every_property_then_nothing(tmp_path):
@@ -304,3 +299,32 @@ def test_every_profile_answers_what_it_advertises(tmp_path, name):
     d = Driver(tmp_path, name)
     for code in d.camera.operations():
         assert code in d.session._handlers, f"{name} advertises 0x{code:04X} and cannot answer it"
+
+
+@given(st.lists(st.tuples(st.integers(0xD100, 0xD1FF).filter(lambda c: c not in (0xD120, 0xD121, 0xD122, 0xD123)),
+                          st.integers(0, 0xFFFF)), max_size=20),
+       st.integers(0, 80))
+def test_eos_records_parse_back_split_anywhere(values, cut):
+    """What the device writes, the initiator's parser reads back; any truncation is an error,
+    never a wrong record."""
+    from ptpip.wire import eos
+    from ptpip.wire.errors import RemoteProtocolError
+    data = b"".join(eos.record(CanonEOSEvent.PropValueChanged, struct.pack("<II", c, v)) for c, v in values)
+    data += eos.TERMINATOR
+    parsed = eos.parse_events(data)
+    assert [(p.code, eos.decode_value(p.code, 6, p.raw)) for p in parsed] == values
+    if cut < len(data):
+        with pytest.raises(RemoteProtocolError):
+            eos.parse_events(data[:len(data) - 1 - cut])
+
+
+def test_eos_parser_reads_what_the_device_says_after_a_capture(tmp_path):
+    from ptpip.wire import eos
+    d = Driver(tmp_path, "canon-eos")
+    bulk = eos.parse_events(d.op(CanonOp.GetEvent).data)
+    assert eos.AvailList(CanonEOSProp.ImageFormat, IMAGE_FORMATS) in bulk
+    d.op(CanonOp.RemoteRelease)
+    records = eos.parse_events(d.op(CanonOp.GetEvent).data)
+    added = [r for r in records if isinstance(r, eos.ObjectAdded) and r.object_format != 0x3001]
+    assert [a.filename for a in added] == ["IMG_0001.JPG"]
+    assert records[-1] == eos.CameraStatus(0)
