@@ -52,6 +52,9 @@ from .properties import Property, _enum, _range
 DESTINATION_CARD = 1
 DESTINATION_PC = 4
 
+#: Records kept for a GetEvent that does not come (property changes are kept apart, one each).
+MAX_RECORDS = 1024
+
 #: Handles of pictures held in memory for the host (outside the card's range).
 HELD_BASE = 0x7F000000
 
@@ -103,6 +106,10 @@ class CanonEOSSession(VendorSession):
     def __init__(self, session: Any) -> None:
         super().__init__(session)
         self.records: list[bytes] = []
+        #: Properties changed since the last GetEvent (each reported once, with its last value).
+        self._dirty: dict[int, None] = {}
+        #: Records dropped because the initiator stopped asking for them.
+        self.dropped = 0
         self.remote_mode = 0
         self.event_mode = 0
         self._reported = False
@@ -161,21 +168,33 @@ class CanonEOSSession(VendorSession):
         bulk.append(record(Ev.CameraStatusChanged, struct.pack("<I", 0)))
         self.records[:0] = bulk
 
+    def _queue(self, rec: bytes) -> None:
+        """A record for the next GetEvent; an initiator that never asks does not make the
+        list grow without bound (the oldest go, and are counted)."""
+        self.records.append(rec)
+        if len(self.records) > MAX_RECORDS:
+            del self.records[0]
+            self.dropped += 1
+
     def getEvent(self, *_: int) -> Response:
         if not self._reported:
             self._reportAll()
-        records, self.records = self.records, []
+        records = [r for code in self._dirty for r in self._propRecords(code, False)] + self.records
+        self._dirty, self.records = {}, []
         return Response(data=b"".join(records) + TERMINATOR)
 
     def event(self, code: int, params: tuple[int, ...], transaction_id: int) -> bool:
         handle = params[0] if params else 0
         if code == EventCode.DevicePropChanged:
             if self._reported:
-                self.records += self._propRecords(handle, False)
+                self._dirty[handle] = None
         elif code == EventCode.ObjectAdded:
-            self.records.append(self._objectAdded(handle))
+            try:
+                self._queue(self._objectAdded(handle))
+            except OperationError:
+                pass                      # gone again before anyone asked
         elif code == EventCode.ObjectRemoved:
-            self.records.append(record(Ev.ObjectRemoved, struct.pack("<I", handle)))
+            self._queue(record(Ev.ObjectRemoved, struct.pack("<I", handle)))
         return True                      # EOS cameras never use the PTP-IP event channel
 
     def _objectAdded(self, handle: int) -> bytes:
@@ -252,7 +271,7 @@ class CanonEOSSession(VendorSession):
         if self._capture is not None:
             raise OperationError(ResponseCode.DeviceBusy, "a capture is in progress")
         destination = self.camera.properties.get(P.CaptureDestination)
-        self.records.append(record(Ev.CameraStatusChanged, struct.pack("<I", 1)))
+        self._queue(record(Ev.CameraStatusChanged, struct.pack("<I", 1)))
         d = self._capture = defer.maybeDeferred(source.capture, 0)
         d.addCallbacks(self._captured, self._captureFailed, callbackArgs=(destination,))
         return Response()
@@ -267,16 +286,16 @@ class CanonEOSSession(VendorSession):
             held = self.held[handle] = HeldObject(handle, eos_name, data, self.session.store.storage_id)
             payload = struct.pack("<IH", handle, ObjectFormat.EXIF_JPEG).ljust(0x0C, b"\0")
             payload += struct.pack("<I", len(held.data)).ljust(8, b"\0")
-            self.records.append(record(Ev.RequestObjectTransfer, payload + eos_name.encode() + b"\0"))
+            self._queue(record(Ev.RequestObjectTransfer, payload + eos_name.encode() + b"\0"))
         else:
             self.camera.keep(eos_name, data)      # ObjectAddedEx through the store's event
-        self.records.append(record(Ev.CameraStatusChanged, struct.pack("<I", 0)))
+        self._queue(record(Ev.CameraStatusChanged, struct.pack("<I", 0)))
 
     def _captureFailed(self, failure: Failure) -> None:
         self._capture = None
         if not failure.check(defer.CancelledError):
             self.session.log.failure("capture failed", failure)
-        self.records.append(record(Ev.CameraStatusChanged, struct.pack("<I", 0)))
+        self._queue(record(Ev.CameraStatusChanged, struct.pack("<I", 0)))
 
     # -- pictures held for the host -------------------------------------------------------
     def _heldOr(self, code: int, card: Callable[..., Any]) -> Callable[..., Any]:
@@ -306,6 +325,7 @@ class CanonEOSSession(VendorSession):
             self._capture.cancel()
         self.held.clear()
         self.records.clear()
+        self._dirty.clear()
         self._reported = False
 
 

@@ -50,6 +50,9 @@ SDRAM_HANDLE = 0xFFFF0001
 SHUTTER_SPEEDS = ((1, 4000), (1, 2000), (1, 1000), (1, 500), (1, 250), (1, 125), (1, 60), (1, 30),
                   (1, 15), (1, 8), (1, 4), (1, 2), (1, 1), (2, 1), (4, 1), (8, 1), (15, 1), (30, 1))
 
+#: Events kept for a GetEvent that does not come.
+MAX_EVENTS = 1024
+
 #: DeviceReady answers DeviceBusy at least this many times after a capture starts.
 BUSY_POLLS = 2
 
@@ -83,6 +86,8 @@ class NikonSession(VendorSession):
         self._busy = 0
         self._shots = 0
         self.control_mode = 0
+        #: Events dropped because the initiator stopped asking for them.
+        self.dropped = 0
 
     def handlers(self) -> dict[int, Callable[..., Any]]:
         s = self.session
@@ -107,7 +112,13 @@ class NikonSession(VendorSession):
             # A standard InitiateCapture (capturetarget=card): libgphoto2 waits for its
             # ObjectAdded and CaptureComplete on the PTP-IP event channel, as PTP says.
             return False
-        self.queue.append((code, params[0] if params else 0))
+        event = (code, params[0] if params else 0)
+        if code == EventCode.DevicePropChanged and event in self.queue:
+            return True                   # said already: GetDevicePropDesc reads the last value
+        self.queue.append(event)
+        if len(self.queue) > MAX_EVENTS:  # an initiator that never polls: the oldest go
+            del self.queue[0]
+            self.dropped += 1
         return True
 
     def getEvent(self, *_: int) -> Response:

@@ -328,3 +328,28 @@ def test_eos_parser_reads_what_the_device_says_after_a_capture(tmp_path):
     added = [r for r in records if isinstance(r, eos.ObjectAdded) and r.object_format != 0x3001]
     assert [a.filename for a in added] == ["IMG_0001.JPG"]
     assert records[-1] == eos.CameraStatus(0)
+
+
+@pytest.mark.parametrize("name", ["canon-eos", "nikon"])
+def test_an_initiator_that_never_polls_does_not_grow_the_queue(tmp_path, name):
+    """Thousands of changes while a session never asks GetEvent: property changes are kept
+    once each (with the last value), other events up to a bound, the oldest dropped."""
+    from ptpip.devices import canon_eos, nikon
+    d = Driver(tmp_path, name)
+    if name == "canon-eos":
+        d.op(CanonOp.GetEvent)
+    code, values = (CanonEOSProp.Aperture, (0x30, 0x38)) if name == "canon-eos" else (0x5007, (560, 800))
+    for i in range(3000):
+        d.camera.properties.setInternal(code, values[i % 2])
+        d.camera.store._notify(EventCode.ObjectRemoved, 1_000_000 + i)
+    vendor = d.session.vendor
+    if name == "canon-eos":
+        assert len(vendor.records) == canon_eos.MAX_RECORDS and list(vendor._dirty) == [code]
+        records = eos_records(d.op(CanonOp.GetEvent).data)
+        props = [p for k, p in records if k == CanonEOSEvent.PropValueChanged]
+        assert props == [struct.pack("<II", code, values[1])]
+    else:
+        assert len(vendor.queue) == nikon.MAX_EVENTS
+        events = nikon_events(d.op(NikonOp.GetEvent).data)
+        assert events.count((EventCode.DevicePropChanged, code)) == 1
+    assert vendor.dropped > 0
