@@ -87,6 +87,15 @@ class ProgressBar:
             sys.stderr.flush()
 
 
+def _within(folder: str, name: str) -> str:
+    """*name* (a path the camera gave) under *folder*: a camera cannot make us write
+    elsewhere with "..", an absolute path or an empty name."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise CLIError(f"the camera named a file {name!r}, which would land outside {folder!r}")
+    return os.path.join(folder, *parts)
+
+
 def _prop_code(name: str, vendor: str | None = None) -> int:
     from .wire.vendor import CanonEOSProp, NikonProp
     kinds: list[Any] = [{"canon-eos": CanonEOSProp, "nikon": NikonProp}[vendor]] if vendor else []
@@ -220,7 +229,7 @@ async def cmd_get(reactor: Any, client: Any, args: argparse.Namespace) -> None:
     results = []
     for h in wanted:
         path, oi = by_handle[h]
-        target = os.path.join(args.output, path.lstrip("/") if args.keep_tree else oi.filename)
+        target = _within(args.output, path.lstrip("/") if args.keep_tree else oi.filename)
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         bar = ProgressBar(oi.filename, args.progress)
         size = await client.download(h, target, progress=bar)
@@ -277,7 +286,7 @@ async def _vendor_capture(reactor: Any, client: Any, args: argparse.Namespace, v
             # A picture held in the camera (EOS "PC", Nikon SDRAM) was fetched already and
             # is gone from the camera: it is always saved.
             os.makedirs(args.output, exist_ok=True)
-            target = os.path.join(args.output, shot.filename)
+            target = _within(args.output, shot.filename)
             if shot.data is not None:
                 with open(target, "wb") as f:
                     f.write(shot.data)
@@ -304,7 +313,7 @@ async def cmd_capture(reactor: Any, client: Any, args: argparse.Namespace) -> No
         item = {"handle": h, "filename": oi.filename, "size": oi.object_compressed_size}
         if args.download:
             os.makedirs(args.output, exist_ok=True)
-            target = os.path.join(args.output, oi.filename)
+            target = _within(args.output, oi.filename)
             await client.download(h, target)
             item["file"] = target
         out.append(item)

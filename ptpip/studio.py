@@ -25,6 +25,7 @@ file at start-up and says what is wrong where.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from typing import Any
 
@@ -55,7 +56,7 @@ def read_cameras(path: str) -> list[dict[str, Any]]:
     cameras = doc.get("camera")
     if not isinstance(cameras, list) or not cameras:
         raise CamerasFileError(f"{path}: no [[camera]] table")
-    seen: dict[str, dict[Any, int]] = {"name": {}, "guid": {}, "listen": {}}
+    seen: dict[str, dict[Any, int]] = {"name": {}, "guid": {}, "listen": {}, "root": {}}
     out = []
     for i, table in enumerate(cameras, 1):
         where = f"{path}: camera {i}"
@@ -75,6 +76,12 @@ def read_cameras(path: str) -> list[dict[str, Any]]:
         if not spec["listen"] or not all(isinstance(e, str) for e in spec["listen"]):
             raise CamerasFileError(f"{where}: listen must be an endpoint string or a list of them")
         spec["presets"] = {_code(k, where): str(v) for k, v in spec.get("presets", {}).items()}
+        if "root" in spec:
+            root = os.path.realpath(spec["root"])
+            if root in seen["root"]:
+                raise CamerasFileError(f"{where}: the same root as camera {seen['root'][root]} "
+                                       "(two cameras on one card would trip over each other)")
+            seen["root"][root] = i
         for key in ("name", "guid"):
             if key in spec:
                 if spec[key] in seen[key]:

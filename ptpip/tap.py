@@ -184,6 +184,11 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{opt} and --cameras: give each camera its {opt} in the file")
         if self["listen"]:
             raise usage.UsageError("--listen and --cameras: give each camera its listen endpoints in the file")
+        for opt, default in (("model", None), ("manufacturer", None), ("name", "ptpip camera")):
+            if self[opt] != default:
+                raise usage.UsageError(f"--{opt} and --cameras: give each camera its {opt} in the file")
+        if self["presets"]:
+            raise usage.UsageError("--preset and --cameras: give each camera its presets in the file")
         try:
             specs = read_cameras(self["cameras"])
         except CamerasFileError as e:

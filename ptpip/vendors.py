@@ -23,6 +23,9 @@ from .wire.datasets import DevicePropDesc, ObjectInfo
 from .wire.errors import PTPIPError, PTPResponseError
 from .wire.vendor import CanonEOSProp, CanonOp, NikonEvent, NikonOp, NikonProp, VendorExtension
 
+#: GetEvent answers read before giving up on a camera that always has news.
+MAX_POLLS = 256
+
 #: The Nikon SDRAM picture.
 NIKON_SDRAM = 0xFFFF0001
 
@@ -100,7 +103,7 @@ class EOS:
     def poll(self) -> Generator[Any, Any, list[Any]]:
         """GetEvent until an answer holds nothing; every record, the cache updated."""
         records: list[Any] = []
-        while True:
+        for _ in range(MAX_POLLS):
             r = yield self.client.call(CanonOp.GetEvent)
             batch = eos.parse_events(r.data or b"")
             if not batch:
@@ -111,6 +114,7 @@ class EOS:
                 elif isinstance(rec, eos.AvailList):
                     self.choices[rec.code] = rec.values
             records += batch
+        raise PTPIPError(f"GetEvent still had news after {MAX_POLLS} answers (a camera that is never done)")
 
     def value(self, code: int) -> Any:
         return eos.decode_value(code, EOS_TYPES.get(code, DataType.UINT32), self.values[code])

@@ -300,6 +300,8 @@ presets = {{ FNumber = "800" }}
      "--preset 0xD101=7"),
     ("[[camera]]\nname = 'x'\nlisten = 1\n", "listen must be str or list"),
     ("[[camera]\n", "not TOML"),
+    ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\nroot = '/tmp'\n[[camera]]\nname = 'y'\nlisten = 'tcp:2'\n"
+     "root = '/tmp/'\n", "camera 'y': the same root as camera 1"),
 ])
 def test_cameras_file_mistakes_are_usage_errors(tmp_path, text, message):
     from ptpip.tap import Options
@@ -311,6 +313,7 @@ def test_cameras_file_mistakes_are_usage_errors(tmp_path, text, message):
 def test_cameras_file_excludes_the_single_camera_options(tmp_path):
     from ptpip.tap import Options
     path = _studio(tmp_path, "[[camera]]\nname = 'x'\nlisten = 'tcp:1'\n")
-    for extra in (["--root", str(tmp_path)], ["--listen", "tcp:2"], ["--guid", "00" * 16]):
+    for extra in (["--root", str(tmp_path)], ["--listen", "tcp:2"], ["--guid", "00" * 16], ["--model", "X"],
+                  ["--manufacturer", "Y"], ["--name", "Z"], ["--preset", "FNumber=800"]):
         with pytest.raises(usage.UsageError, match="--cameras"):
             Options().parseOptions(["--cameras", path, *extra])

@@ -91,6 +91,8 @@ class Camera:
         self.vendor_extension_desc = (vendor_extension_desc if vendor_extension_desc is not None
                                       else p.vendor_extension_desc)
         self.sessions: set[CameraSession] = set()
+        #: State a personality keeps for the whole camera, across sessions (picture counters).
+        self.vendor_state: dict[str, Any] = {}
         #: How many times each operation code was asked for (whatever the answer).
         self.operations_seen: Counter[int] = Counter()
         self._operations: frozenset[int] | None = None

@@ -40,7 +40,7 @@ from ..interfaces import IIncomingData, Response
 from ..wire.constants import DataType, EventCode, ObjectFormat, ResponseCode
 from ..wire.constants import OperationCode as Op
 from ..wire.datasets import pack_u32_array
-from ..wire.eos import TERMINATOR, decode_value, pack_image_format, record, value_bytes
+from ..wire.eos import IMAGE_FORMAT_PROPS, TERMINATOR, decode_value, pack_image_format, record, value_bytes
 from ..wire.errors import OperationError
 from ..wire.vendor import CanonEOSEvent as Ev
 from ..wire.vendor import CanonEOSProp as P
@@ -54,6 +54,9 @@ DESTINATION_PC = 4
 
 #: Records kept for a GetEvent that does not come (property changes are kept apart, one each).
 MAX_RECORDS = 1024
+
+#: Pictures held for the host at once; a release beyond answers DeviceBusy.
+MAX_HELD = 8
 
 #: Handles of pictures held in memory for the host (outside the card's range).
 HELD_BASE = 0x7F000000
@@ -115,7 +118,10 @@ class CanonEOSSession(VendorSession):
         self._reported = False
         self._capture: defer.Deferred[Any] | None = None
         self.held: dict[int, HeldObject] = {}
-        self._shots = 0
+        #: ObjectAddedEx of others' files held back while our capture is on its way (else
+        #: libgphoto2 would take the first new file for the picture it waits for).
+        self._later: list[bytes] = []
+        self._precious: list[bytes] = []
 
     def handlers(self) -> dict[int, Callable[..., Any]]:
         s = self.session
@@ -179,8 +185,9 @@ class CanonEOSSession(VendorSession):
     def getEvent(self, *_: int) -> Response:
         if not self._reported:
             self._reportAll()
-        records = [r for code in self._dirty for r in self._propRecords(code, False)] + self.records
-        self._dirty, self.records = {}, []
+        records = [r for code in self._dirty for r in self._propRecords(code, False)]
+        records += self._precious + self.records
+        self._dirty, self._precious, self.records = {}, [], []
         return Response(data=b"".join(records) + TERMINATOR)
 
     def event(self, code: int, params: tuple[int, ...], transaction_id: int) -> bool:
@@ -190,7 +197,11 @@ class CanonEOSSession(VendorSession):
                 self._dirty[handle] = None
         elif code == EventCode.ObjectAdded:
             try:
-                self._queue(self._objectAdded(handle))
+                rec = self._objectAdded(handle)
+                if self._capture is not None:
+                    self._later.append(rec)
+                else:
+                    self._queue(rec)
             except OperationError:
                 pass                      # gone again before anyone asked
         elif code == EventCode.ObjectRemoved:
@@ -244,12 +255,23 @@ class CanonEOSSession(VendorSession):
     @defer.inlineCallbacks
     def setDevicePropValueEx(self, incoming: IIncomingData, *_: int) -> Any:
         data = yield incoming.readAll(1 << 12)
-        if len(data) < 12:
+        # u32 size, u32 code, value: 8 + strlen + 1 bytes for a string, 12 for an integer.
+        if len(data) < 9:
             raise OperationError(ResponseCode.InvalidDevicePropFormat, f"{len(data)} bytes")
         size, code = struct.unpack_from("<II", data)
+        if not 9 <= size <= len(data):
+            raise OperationError(ResponseCode.InvalidDevicePropFormat, f"size {size} of {len(data)} bytes")
         props = self.camera.properties
         desc = props.describe(code)
-        props.set(code, decode_value(code, desc.datatype, data[8:max(size, 12)]))
+        raw = data[8:size]
+        if desc.datatype == DataType.STR:
+            if b"\0" not in raw:
+                raise OperationError(ResponseCode.InvalidDevicePropFormat, "a string without its NUL")
+        elif code not in IMAGE_FORMAT_PROPS:
+            if len(raw) < 4 or int.from_bytes(raw[:4], "little") >> (8 * _width(desc.datatype)):
+                raise OperationError(ResponseCode.InvalidDevicePropValue,
+                                     f"{raw[:4].hex()} does not fit property 0x{code:04X}")
+        props.set(code, decode_value(code, desc.datatype, raw))
         return Response()
 
     # -- release ------------------------------------------------------------------------
@@ -271,31 +293,42 @@ class CanonEOSSession(VendorSession):
         if self._capture is not None:
             raise OperationError(ResponseCode.DeviceBusy, "a capture is in progress")
         destination = self.camera.properties.get(P.CaptureDestination)
+        if destination == DESTINATION_PC and len(self.held) >= MAX_HELD:
+            raise OperationError(ResponseCode.DeviceBusy,
+                                 f"{len(self.held)} pictures wait for the host already (TransferComplete)")
         self._queue(record(Ev.CameraStatusChanged, struct.pack("<I", 1)))
         d = self._capture = defer.maybeDeferred(source.capture, 0)
-        d.addCallbacks(self._captured, self._captureFailed, callbackArgs=(destination,))
+        # An errback after the callback: a card that refuses the picture ends the capture too.
+        d.addCallback(self._captured, destination).addErrback(self._captureFailed)
         return Response()
 
     def _captured(self, result: tuple[str, bytes], destination: int) -> None:
         self._capture = None
         name, data = result
-        self._shots += 1
-        eos_name = f"IMG_{self._shots:04d}.JPG"
+        number = next_shot(self.camera)
+        eos_name = f"IMG_{number:04d}.JPG"
         if destination == DESTINATION_PC:
-            handle = HELD_BASE + self._shots
+            handle = HELD_BASE + number
             held = self.held[handle] = HeldObject(handle, eos_name, data, self.session.store.storage_id)
             payload = struct.pack("<IH", handle, ObjectFormat.EXIF_JPEG).ljust(0x0C, b"\0")
             payload += struct.pack("<I", len(held.data)).ljust(8, b"\0")
-            self._queue(record(Ev.RequestObjectTransfer, payload + eos_name.encode() + b"\0"))
+            self._precious.append(record(Ev.RequestObjectTransfer, payload + eos_name.encode() + b"\0"))
         else:
             self.camera.keep(eos_name, data)      # ObjectAddedEx through the store's event
         self._queue(record(Ev.CameraStatusChanged, struct.pack("<I", 0)))
+        self._flushLater()
 
     def _captureFailed(self, failure: Failure) -> None:
         self._capture = None
         if not failure.check(defer.CancelledError):
             self.session.log.failure("capture failed", failure)
         self._queue(record(Ev.CameraStatusChanged, struct.pack("<I", 0)))
+        self._flushLater()
+
+    def _flushLater(self) -> None:
+        later, self._later = self._later, []
+        for rec in later:
+            self._queue(rec)
 
     # -- pictures held for the host -------------------------------------------------------
     def _heldOr(self, code: int, card: Callable[..., Any]) -> Callable[..., Any]:
@@ -325,11 +358,32 @@ class CanonEOSSession(VendorSession):
             self._capture.cancel()
         self.held.clear()
         self.records.clear()
+        self._later.clear()
+        self._precious.clear()
         self._dirty.clear()
         self._reported = False
 
 
 ALL_ROOT = 0xFFFFFFFF
+
+
+def _width(datatype: int) -> int:
+    widths: dict[int, int] = {DataType.UINT8: 1, DataType.INT8: 1, DataType.UINT16: 2, DataType.INT16: 2}
+    return widths.get(datatype, 4)
+
+
+def next_shot(camera: Any) -> int:
+    """The number of the next IMG_nnnn.JPG: one counter per camera (not per session, so two
+    sessions never make the same name), starting after the highest on the card."""
+    if "eos_shots" not in camera.vendor_state:
+        highest = 0
+        for h in camera.store.handles():
+            name = camera.store.objectInfo(h).filename
+            if len(name) == 12 and name[:4] == "IMG_" and name[4:8].isdigit():
+                highest = max(highest, int(name[4:8]))
+        camera.vendor_state["eos_shots"] = highest
+    camera.vendor_state["eos_shots"] = camera.vendor_state["eos_shots"] % 9999 + 1
+    return int(camera.vendor_state["eos_shots"])
 
 
 def _epoch(ptp_date: str) -> int:

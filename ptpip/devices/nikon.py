@@ -115,14 +115,21 @@ class NikonSession(VendorSession):
         event = (code, params[0] if params else 0)
         if code == EventCode.DevicePropChanged and event in self.queue:
             return True                   # said already: GetDevicePropDesc reads the last value
+        self._queue(event)
+        return True
+
+    def _queue(self, event: tuple[int, int]) -> None:
         self.queue.append(event)
         if len(self.queue) > MAX_EVENTS:  # an initiator that never polls: the oldest go
             del self.queue[0]
             self.dropped += 1
-        return True
 
     def getEvent(self, *_: int) -> Response:
-        events, self.queue = self.queue, []
+        # An answer ends with the end of a capture: libgphoto2 would take a new file that
+        # follows it in the same answer for the picture it waits for (and delete it).
+        end = next((i + 1 for i, (c, _) in enumerate(self.queue)
+                    if c == NikonEvent.CaptureCompleteRecInSdram), len(self.queue))
+        events, self.queue = self.queue[:end], self.queue[end:]
         return Response(data=struct.pack("<H", len(events))
                         + b"".join(struct.pack("<HI", code, param) for code, param in events))
 
@@ -149,7 +156,7 @@ class NikonSession(VendorSession):
             raise OperationError(ResponseCode.DeviceBusy, "a capture is in progress")
         self._busy = BUSY_POLLS
         d = self._capture = defer.maybeDeferred(source.capture, 0)
-        d.addCallbacks(self._captured, self._captureFailed)
+        d.addCallback(self._captured).addErrback(self._captureFailed)
         return Response()
 
     def _captured(self, result: tuple[str, bytes]) -> None:
@@ -157,8 +164,8 @@ class NikonSession(VendorSession):
         name, data = result
         self._shots += 1
         self.sdram = HeldObject(SDRAM_HANDLE, f"DSC_{self._shots:04d}.JPG", data)
-        self.queue.append((NikonEvent.ObjectAddedInSDRAM, SDRAM_HANDLE))
-        self.queue.append((NikonEvent.CaptureCompleteRecInSdram, 0))
+        self._queue((NikonEvent.ObjectAddedInSDRAM, SDRAM_HANDLE))
+        self._queue((NikonEvent.CaptureCompleteRecInSdram, 0))
 
     def _captureFailed(self, failure: Failure) -> None:
         self._capture = None
@@ -166,7 +173,7 @@ class NikonSession(VendorSession):
         if not failure.check(defer.CancelledError):
             self.session.log.failure("capture failed", failure)
         # The driver waits for events after DeviceReady: end the capture with no picture.
-        self.queue.append((NikonEvent.CaptureCompleteRecInSdram, 0))
+        self._queue((NikonEvent.CaptureCompleteRecInSdram, 0))
 
     def deviceReady(self, *_: int) -> Response:
         if self._capture is not None or self._busy > 0:
@@ -203,6 +210,8 @@ class NikonSession(VendorSession):
         if self._capture is not None:
             self._capture.cancel()
         self.queue.clear()
+        self.sdram = None
+        self._busy = 0
 
 
 class NikonProfile(Profile):

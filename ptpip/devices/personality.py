@@ -114,7 +114,8 @@ class HeldObject:
                                object_compressed_size=len(data), parent_object=parent, filename=name)
 
     def slice(self, offset: int, length: int) -> bytes:
-        if offset > len(self.data):
+        """Bytes from *offset*; never an empty piece (libgphoto2 would ask again for ever)."""
+        if offset >= len(self.data) and self.data:
             from ..wire.constants import ResponseCode
             raise OperationError(ResponseCode.InvalidParameter, f"offset {offset} beyond {len(self.data)} bytes")
         return self.data[offset:offset + length]

@@ -61,7 +61,10 @@ def unpack_image_format(data: bytes, pos: int = 0) -> tuple[int, int]:
         raise OperationError(ResponseCode.InvalidDevicePropValue, f"ImageFormat with {n} entries")
     code = 0
     for i in range(n):
-        _, kind, size, comp = struct.unpack_from("<IIII", data, pos + 4 + 16 * i)
+        length, kind, size, comp = struct.unpack_from("<IIII", data, pos + 4 + 16 * i)
+        if length != 0x10 or kind not in (1, 6):
+            raise OperationError(ResponseCode.InvalidDevicePropValue,
+                                 f"ImageFormat entry of {length} bytes, type {kind}")
         if size >= 0xE:
             size -= 1
         nib = ((size & 0xF) << 4) | ((comp | (8 if kind == 6 else 0)) & 0xF)

@@ -182,8 +182,9 @@ def test_eos_release_to_the_host_holds_the_picture_until_transfer_complete(tmp_p
     assert [k for k, _ in records] == [CanonEOSEvent.RequestObjectTransfer, CanonEOSEvent.CameraStatusChanged]
     handle, ofc = struct.unpack_from("<IH", records[0][1])
     size = struct.unpack_from("<I", records[0][1], 0x0C)[0]
-    assert handle == HELD_BASE + 1 and ofc == 0x3801 and size == len(b"\xff\xd8held\xff\xd9")
-    assert records[0][1][0x14:] == b"IMG_0001.JPG\0"
+    # IMG_0001.JPG is on the card already: the camera numbers on from there.
+    assert handle == HELD_BASE + 2 and ofc == 0x3801 and size == len(b"\xff\xd8held\xff\xd9")
+    assert records[0][1][0x14:] == b"IMG_0002.JPG\0"
     got = b""
     while len(got) < size:
         r = d.op(Op.GetPartialObject, handle, len(got), 4)
@@ -214,7 +215,7 @@ def test_eos_release_to_the_card_announces_object_added_ex(tmp_path):
     size, parent = struct.unpack_from("<II", picture, 0x14)
     info: ObjectInfo = d.camera.store.objectInfo(handle)
     assert (storage, size, parent) == (info.storage_id, info.object_compressed_size, info.parent_object)
-    assert picture[0x20:] == b"IMG_0001.JPG\0" and info.filename == "IMG_0001.JPG"
+    assert picture[0x20:] == b"IMG_0002.JPG\0" and info.filename == "IMG_0002.JPG"
     assert records[-1] == (CanonEOSEvent.CameraStatusChanged, struct.pack("<I", 0))
 
 
@@ -326,7 +327,7 @@ def test_eos_parser_reads_what_the_device_says_after_a_capture(tmp_path):
     d.op(CanonOp.RemoteRelease)
     records = eos.parse_events(d.op(CanonOp.GetEvent).data)
     added = [r for r in records if isinstance(r, eos.ObjectAdded) and r.object_format != 0x3001]
-    assert [a.filename for a in added] == ["IMG_0001.JPG"]
+    assert [a.filename for a in added] == ["IMG_0002.JPG"]
     assert records[-1] == eos.CameraStatus(0)
 
 
@@ -353,3 +354,84 @@ def test_an_initiator_that_never_polls_does_not_grow_the_queue(tmp_path, name):
         events = nikon_events(d.op(NikonOp.GetEvent).data)
         assert events.count((EventCode.DevicePropChanged, code)) == 1
     assert vendor.dropped > 0
+
+
+def test_eos_short_strings_and_out_of_range_values(tmp_path):
+    """libgphoto2 sends 8 + strlen + 1 bytes for a string: "" and "Me" are 9 and 11 bytes."""
+    d = Driver(tmp_path, "canon-eos")
+    d.op(CanonOp.GetEvent)
+    for text in ("", "A", "Me"):
+        raw = text.encode() + b"\0"
+        d.op(CanonOp.SetDevicePropValueEx, data=struct.pack("<II", 8 + len(raw), CanonEOSProp.Owner) + raw)
+        assert d.camera.properties.get(CanonEOSProp.Owner) == text
+    for bad in (struct.pack("<III", 12, CanonEOSProp.Aperture, 0x10030),      # high bits set
+                struct.pack("<II", 9, CanonEOSProp.Aperture) + b"\x30",         # an integer in 1 byte
+                struct.pack("<II", 40, CanonEOSProp.Owner) + b"x\0",             # size past the data
+                struct.pack("<II", 11, CanonEOSProp.Owner) + b"abc"):            # no NUL
+        with pytest.raises(OperationError):
+            d.op(CanonOp.SetDevicePropValueEx, data=bad)
+    assert d.camera.properties.get(CanonEOSProp.Aperture) == 0x30
+
+
+def test_eos_a_card_that_refuses_the_picture_ends_the_capture(tmp_path):
+    d = Driver(tmp_path, "canon-eos")
+    d.op(CanonOp.GetEvent)
+    d.camera.store.read_only = True
+    d.op(CanonOp.RemoteRelease)
+    records = eos_records(d.op(CanonOp.GetEvent).data)
+    assert records[-1] == (CanonEOSEvent.CameraStatusChanged, struct.pack("<I", 0))   # not busy for ever
+    d.camera.store.read_only = False
+    d.op(CanonOp.RemoteRelease)                                     # and the next release works
+
+
+def test_eos_another_file_waits_until_the_capture_is_announced(tmp_path):
+    """A file that lands while the picture is on its way is reported after it, or
+    libgphoto2 would download (and delete) it as the capture."""
+    shutter = Shutter(hold=True)
+    d = Driver(tmp_path, "canon-eos", shutter)
+    d.op(CanonOp.GetEvent)
+    d.op(CanonOp.SetDevicePropValueEx, data=struct.pack("<III", 12, CanonEOSProp.CaptureDestination, 4))
+    d.op(CanonOp.RemoteRelease)
+    (tmp_path / "card" / "DCIM" / "100TEST" / "OTHER.JPG").write_bytes(b"\xff\xd8other\xff\xd9")
+    d.camera.store.scan()
+    kinds = [k for k, _ in eos_records(d.op(CanonOp.GetEvent).data)]
+    assert CanonEOSEvent.ObjectAddedEx not in kinds
+    shutter.finish()
+    kinds = [k for k, _ in eos_records(d.op(CanonOp.GetEvent).data)]
+    assert kinds.index(CanonEOSEvent.RequestObjectTransfer) < kinds.index(CanonEOSEvent.ObjectAddedEx)
+
+
+def test_eos_held_pictures_are_bounded_and_two_sessions_never_share_a_name(tmp_path):
+    from ptpip.devices.canon_eos import MAX_HELD
+    d = Driver(tmp_path, "canon-eos")
+    d.op(CanonOp.GetEvent)
+    d.op(CanonOp.SetDevicePropValueEx, data=struct.pack("<III", 12, CanonEOSProp.CaptureDestination, 4))
+    for _ in range(MAX_HELD):
+        d.op(CanonOp.RemoteRelease)
+    with pytest.raises(OperationError) as e:
+        d.op(CanonOp.RemoteRelease)
+    assert e.value.response_code == ResponseCode.DeviceBusy
+    names = {HELD_BASE + n for n in range(2, 2 + MAX_HELD)}
+    assert set(d.session.vendor.held) == names
+    other = d.camera.newSession(object(), Events())
+    other.handleOperation(OperationRequest(code=Op.OpenSession, transaction_id=0, params=(1,), data_phase=1), None)
+    other.handleOperation(OperationRequest(code=CanonOp.RemoteRelease, transaction_id=1, params=(), data_phase=1),
+                          None)
+    assert not set(other.vendor.held) & names                       # the camera counts, not the session
+
+
+def test_nikon_get_event_ends_with_the_capture(tmp_path):
+    shutter = Shutter(hold=True)
+    d = Driver(tmp_path, "nikon", shutter)
+    d.op(NikonOp.InitiateCaptureRecInSdram, 0xFFFFFFFF)
+    shutter.finish()
+    d.camera.properties.setInternal(0x5007, 800)
+    assert nikon_events(d.op(NikonOp.GetEvent).data) == [
+        (NikonEvent.ObjectAddedInSDRAM, SDRAM_HANDLE), (NikonEvent.CaptureCompleteRecInSdram, 0)]
+    assert nikon_events(d.op(NikonOp.GetEvent).data) == [(EventCode.DevicePropChanged, 0x5007)]
+    with pytest.raises(OperationError):                             # never an empty piece
+        d.op(Op.GetPartialObject, SDRAM_HANDLE, 10, 4)
+    d.op(Op.CloseSession)
+    d.op(Op.OpenSession, 2)
+    with pytest.raises(OperationError):                             # the picture went with the session
+        d.op(Op.GetObject, SDRAM_HANDLE)
