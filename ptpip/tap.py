@@ -68,7 +68,7 @@ class Options(usage.Options):
         ["guid", "g", None, "The responder's GUID as 32 hex digits (default: random per start)."],
         ["max-sessions", None, 16, "Sessions served at once; more are answered Init Fail BUSY.", int],
         ["capture-folder", None, None, "Take captured pictures from this folder instead of drawing a test card."],
-        ["profile", "p", "generic", "Camera personality: generic, canon-eos or nikon "
+        ["profile", "p", "generic", "Camera personality: generic, canon-eos, canon-eos-classic, nikon or fuji "
                                     "(--profile help lists them with the gphoto2 model to use)."],
         ["model", None, None, "Model string of DeviceInfo (default: the profile's)."],
         ["manufacturer", None, None, "Manufacturer string of DeviceInfo (default: the profile's)."],
@@ -139,7 +139,7 @@ class Options(usage.Options):
         if self["cameras"]:
             self._readCameras()
         if not self["listen"]:
-            self["listen"] = [f"tcp:{DEFAULT_PORT}"]
+            self["listen"] = ["tcp:55740" if self["profile"] == "fuji" else f"tcp:{DEFAULT_PORT}"]
         self["guid"] = _guid(self["guid"]) if self["guid"] else uuid.uuid4().bytes
         from .wire.errors import LocalProtocolError
         from .wire.packets import encode_friendly_name
@@ -285,6 +285,15 @@ def _serve(spec: dict[str, Any], options: Options, top: service.MultiService) ->
                                reclaim_idle=options["reclaim-idle"],
                                strict_version=bool(options["strict-version"]))
     _CameraService(camera, cleanup).setServiceParent(top)
+    if spec["profile"] == "fuji":
+        # Fuji's own PTP/IP: commands on P, events on P+1, live view on P+2.
+        from .fuji import FujiResponderFactory
+        fuji = FujiResponderFactory(camera, guid=spec["guid"], friendly_name=spec["name"],
+                                    max_sessions=options["max-sessions"])
+        for endpoint in spec["listen"]:
+            for offset, sub in ((0, fuji.command), (1, fuji.event), (2, fuji.liveview)):
+                strports.service(_shift_port(endpoint, offset), sub).setServiceParent(top)
+        return
     for endpoint in spec["listen"]:
         strports.service(endpoint, factory).setServiceParent(top)
     if not options["no-announce"]:
@@ -318,6 +327,24 @@ def _apply_presets(camera: Any, presets: dict[int, str]) -> None:
             camera.properties.set(code, value)
         except (PTPIPError, ValueError) as e:
             raise usage.UsageError(f"--preset 0x{code:04X}={text}: {e}") from None
+
+
+def _shift_port(endpoint: str, offset: int) -> str:
+    """The endpoint string *offset* ports up (``tcp:55740:interface=x`` -> ``tcp:55741:...``)."""
+    parts = endpoint.split(":")
+    if offset == 0:
+        return endpoint
+    for i, part in enumerate(parts[1:], 1):
+        if part.startswith("port="):
+            parts[i] = f"port={int(part[5:]) + offset}"
+            return ":".join(parts)
+        if i == 1 and part.isdigit():
+            if int(part) == 0:
+                raise usage.UsageError("--profile fuji needs a fixed port: its event and live view "
+                                       "channels are the next two ports")
+            parts[i] = str(int(part) + offset)
+            return ":".join(parts)
+    raise usage.UsageError(f"--profile fuji: no port in {endpoint!r}")
 
 
 def _tcp_port(endpoint: str) -> int | None:

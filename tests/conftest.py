@@ -59,6 +59,53 @@ async def start_responder(reactor: Any, root: str, **kwargs: Any) -> Running:
     return Running(factory, port, camera, root)
 
 
+class RunningFuji:
+    """A Fuji X camera listening on three consecutive ports of 127.0.0.1."""
+
+    def __init__(self, factory: Any, ports: list[Any], camera: Any, root: str) -> None:
+        self.factory = factory
+        self.listenings = ports
+        self.port = ports[0].getHost().port
+        self.event_port = self.port + 1
+        self.camera = camera
+        self.root = root
+
+
+async def start_fuji(reactor: Any, root: str, capture: Any = None) -> RunningFuji:
+    import random
+
+    from twisted.internet import error
+
+    from ptpip.camera import filesystem_camera
+    from ptpip.devices.profiles import get_profile
+    from ptpip.fuji import FujiResponderFactory
+    camera = filesystem_camera(root, scan_interval=None, profile=get_profile("fuji"))
+    if capture is not None:
+        camera.capture_source = capture
+    factory = FujiResponderFactory(camera, guid=bytes(range(16)), friendly_name="test fuji")
+    for _ in range(50):
+        base = random.randrange(20000, 60000)
+        ports: list[Any] = []
+        try:
+            for offset, sub in enumerate((factory.command, factory.event, factory.liveview)):
+                ports.append(reactor.listenTCP(base + offset, sub, interface="127.0.0.1"))
+        except error.CannotListenError:
+            for p in ports:
+                await p.stopListening()
+            continue
+        return RunningFuji(factory, ports, camera, root)
+    raise RuntimeError("no three free consecutive ports")
+
+
+async def stop_fuji(r: RunningFuji) -> None:
+    r.camera.stop()
+    for proto in list(r.factory.connections):
+        if proto.transport is not None:
+            proto.transport.abortConnection()
+    for p in r.listenings:
+        await p.stopListening()
+
+
 async def stop_responder(r: Running) -> None:
     from twisted.internet import defer
     r.camera.stop()

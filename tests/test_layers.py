@@ -18,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("ptpip", "cccp")
-GLUE = {"ptpip.responder", "ptpip.initiator", "ptpip.client", "cccp.server", "cccp.client"}
+GLUE = {"ptpip.responder", "ptpip.initiator", "ptpip.client", "ptpip.fuji", "ptpip.vendors", "cccp.server",
+        "cccp.client"}
 
 
 def modules() -> dict[str, Path]:

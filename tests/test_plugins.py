@@ -196,12 +196,13 @@ def test_anonymous_options_exclude_each_other():
     ("canon-eos", "Canon Inc.", "Canon EOS 5D Mark IV", 0x0B),
     ("canon-eos-classic", "Canon Inc.", "Canon EOS 5D Mark II", 0x0B),
     ("nikon", "Nikon Corporation", "D750", 0x0A),
+    ("fuji", "FUJIFILM", "X-T4", 0x0E),
 ])
 def test_profile_option_sets_the_device_info(tmp_path, name, manufacturer, model, vendor):
     from ptpip.tap import Options, makeService
     o = Options()
-    o.parseOptions(["--root", str(tmp_path), "--listen", "tcp:0:interface=127.0.0.1", "--no-announce",
-                    "--profile", name])
+    listen = "tcp:55810:interface=127.0.0.1" if name == "fuji" else "tcp:0:interface=127.0.0.1"
+    o.parseOptions(["--root", str(tmp_path), "--listen", listen, "--no-announce", "--profile", name])
     camera = next(iter(makeService(o))).camera
     info = camera.deviceInfo()
     assert (info.manufacturer, info.model, info.vendor_extension_id) == (manufacturer, model, vendor)
@@ -317,3 +318,23 @@ def test_cameras_file_excludes_the_single_camera_options(tmp_path):
                   ["--manufacturer", "Y"], ["--name", "Z"], ["--preset", "FNumber=800"]):
         with pytest.raises(usage.UsageError, match="--cameras"):
             Options().parseOptions(["--cameras", path, *extra])
+
+
+def test_fuji_profile_listens_on_three_consecutive_ports(tmp_path):
+    from twisted.application.internet import StreamServerEndpointService
+
+    from ptpip.tap import Options, makeService
+    o = Options()
+    o.parseOptions(["--root", str(tmp_path), "--no-announce", "--profile", "fuji", "--listen",
+                    "tcp:55800:interface=127.0.0.1"])
+    top = makeService(o)
+    ports = [s.endpoint._port for s in top if isinstance(s, StreamServerEndpointService)]
+    assert ports == [55800, 55801, 55802]
+    next(s for s in top if hasattr(s, "camera")).camera.stop()
+    o = Options()
+    o.parseOptions(["--root", str(tmp_path), "--no-announce", "--profile", "fuji"])
+    assert o["listen"] == ["tcp:55740"]
+    with pytest.raises(usage.UsageError, match="fixed port"):
+        o = Options()
+        o.parseOptions(["--root", str(tmp_path), "--no-announce", "--profile", "fuji", "--listen", "tcp:0"])
+        makeService(o)

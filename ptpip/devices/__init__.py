@@ -12,6 +12,6 @@ Everything here implements :mod:`ptpip.interfaces` and imports only
 - :mod:`~ptpip.devices.capture`: new pictures for InitiateCapture;
 - :mod:`~ptpip.devices.policy`: which initiators may connect (allow lists, pairing);
 - :mod:`~ptpip.devices.profiles`: camera personalities by name (``--profile``), made of
-  :mod:`~ptpip.devices.personality` (what a personality is), :mod:`~ptpip.devices.canon_eos`
-  and :mod:`~ptpip.devices.nikon`.
+  :mod:`~ptpip.devices.personality` (what a personality is), :mod:`~ptpip.devices.canon_eos`,
+  :mod:`~ptpip.devices.nikon` and :mod:`~ptpip.devices.fuji`.
 """

@@ -31,12 +31,18 @@ def _nikon() -> Profile:
     return nikon()
 
 
+def _fuji() -> Profile:
+    from .fuji import fuji
+    return fuji()
+
+
 #: Profile makers by the name ``--profile`` takes.
 PROFILES: dict[str, Callable[[], Profile]] = {
     "generic": _generic,
     "canon-eos": _canon_eos,
     "canon-eos-classic": _canon_eos_classic,
     "nikon": _nikon,
+    "fuji": _fuji,
 }
 
 

@@ -19,16 +19,17 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import utils
 
+from ptpip.devices import fuji as fuji_device
 from ptpip.devices.capture import TestCardCapture
 from ptpip.devices.profiles import get_profile
 from ptpip.wire.vendor import CanonEOSProp, CanonOp, NikonOp
 
-from ..conftest import make_tree, start_responder, stop_responder
+from ..conftest import make_tree, start_fuji, start_responder, stop_fuji, stop_responder
 
 GPHOTO2 = shutil.which("gphoto2")
 TIMEOUT = shutil.which("timeout") or "timeout"
 WHEEL_DRIVER = os.path.join(os.path.dirname(__file__), "gphoto2_wheel.py")
-PROFILES = ["canon-eos", "canon-eos-classic", "nikon"]
+PROFILES = ["canon-eos", "canon-eos-classic", "nikon", "fuji"]
 PEERS = ["debian", "wheel"]
 
 
@@ -57,11 +58,12 @@ class RecordingCapture(TestCardCapture):
 class Peer:
     """One gphoto2 peer against one camera: the same actions, as each peer spells them."""
 
-    def __init__(self, kind: str, reactor: Any, model: str, port: int, home: str) -> None:
+    def __init__(self, kind: str, reactor: Any, model: str, port: int, home: str,
+                 event_port: int | None = None) -> None:
         self.kind = kind
         self.reactor = reactor
         self.model = model
-        self.port = f"ptpip:127.0.0.1:{port}:{port}"
+        self.port = f"ptpip:127.0.0.1:{port}:{event_port or port}"
         self.home = home
         self.debug_log = os.path.join(home, "debug.txt")
 
@@ -129,17 +131,26 @@ async def vendor(request: Any, reactor: Any, tmp_path: Any) -> Any:
     with open(os.path.join(root, "DCIM", "100TEST", "BIG_0001.JPG"), "wb") as f:
         f.write(data)
     files["DCIM/100TEST/BIG_0001.JPG"] = data
-    profile = get_profile(name)
     capture = RecordingCapture()
-    r = await start_responder(reactor, root, profile=profile, capture=capture, scan_interval=None)
+    if name == "fuji":
+        r: Any = await start_fuji(reactor, root, capture)
+        # Fuji's own PTP/IP: the event channel is the next port; the card is shown flat.
+        r.files = {os.path.basename(n): d for n, d in files.items()}
+        event_port = r.event_port
+    else:
+        r = await start_responder(reactor, root, profile=get_profile(name), capture=capture, scan_interval=None)
+        r.files = files
+        event_port = None
     home = str(tmp_path / "home")
     os.makedirs(home)
-    r.files = files
-    r.profile = profile
+    r.profile = r.camera.profile
     r.capture = capture
-    r.peer = Peer(kind, reactor, profile.gphoto2_model, r.port, home)
+    r.peer = Peer(kind, reactor, r.profile.gphoto2_model, r.port, home, event_port)
     yield r
-    await stop_responder(r)
+    if name == "fuji":
+        await stop_fuji(r)
+    else:
+        await stop_responder(r)
 
 
 def _seen(vendor: Any, *codes: int) -> None:
@@ -167,6 +178,13 @@ async def test_summary_names_the_vendor_and_model(vendor):
         assert "Nikon Exposure Time(0xd100)" in out or "d100" in out     # from GetVendorPropCodes
         _seen(vendor, NikonOp.GetVendorPropCodes)
         _debug_shows(vendor, NikonOp.GetVendorPropCodes)
+    elif vendor.profile.name == "fuji":
+        # Fuji's init: InitSequence 0xDF01 = 5, AppVersion 0xDF24 read and written back,
+        # InitiateOpenCapture; then PriorityMode 0xD207 = 2 (the PC).
+        props = vendor.camera.properties
+        assert props.get(fuji_device.INIT_SEQUENCE) == 5
+        _seen(vendor, 0x101C, 0x1015, 0x1016)
+        _debug_shows(vendor, 0x101C)
     else:
         assert "Canon EOS Capture" in out
         _seen(vendor, CanonOp.SetRemoteMode, CanonOp.GetObjectInfoEx)
@@ -183,7 +201,7 @@ async def test_list_and_download_every_file_byte_identical(vendor, tmp_path):
     for name, data in vendor.files.items():
         got = (dest / os.path.basename(name)).read_bytes()
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), name
-    if vendor.profile.name != "nikon":
+    if vendor.profile.name.startswith("canon"):
         _seen(vendor, CanonOp.GetObjectInfoEx)     # the EOS listing, not GetObjectHandles
         assert vendor.camera.operations_seen[0x1007] == 0
 
@@ -205,12 +223,21 @@ async def test_capture_downloads_the_picture_the_camera_made(vendor, tmp_path):
     dest.mkdir()
     before = _card(vendor.root)
     out = await vendor.peer.run("capture", str(dest), cwd=str(dest), debug=True)
-    assert "New file is in location /capt0000.jpg" in out, out
-    assert len(vendor.capture.made) == 1
-    assert (dest / "capt0000.jpg").read_bytes() == vendor.capture.made[0]
-    assert _card(vendor.root) == before
     name = vendor.profile.name
-    if name == "nikon":
+    # A Fuji writes to its card (gphoto2 downloads and deletes the picture); the others
+    # hold it for the host.
+    saved = "CAP_0001.JPG" if name == "fuji" else "capt0000.jpg"
+    where = "/store_00010001/CAP_0001.JPG" if name == "fuji" else "/capt0000.jpg"
+    assert f"New file is in location {where}" in out, out
+    assert len(vendor.capture.made) == 1
+    assert (dest / saved).read_bytes() == vendor.capture.made[0]
+    assert _card(vendor.root) == before
+    if name == "fuji":
+        # focus (CameraAction 0x0200 + InitiateCapture), then the shot (0x0304 + InitiateCapture)
+        codes = [0x100E, 0x1015, 0x100B]
+        assert vendor.camera.operations_seen[0x100E] == 2
+        assert vendor.camera.properties.get(fuji_device.CAMERA_ACTION) == fuji_device.ACTION_SHOOT
+    elif name == "nikon":
         codes = [NikonOp.InitiateCaptureRecInSdram, NikonOp.DeviceReady, NikonOp.GetEvent]
         assert vendor.camera.operations_seen[NikonOp.DeviceReady] >= 2       # busy, then ready
     elif name == "canon-eos":
@@ -221,7 +248,7 @@ async def test_capture_downloads_the_picture_the_camera_made(vendor, tmp_path):
     _seen(vendor, *codes)
     _debug_shows(vendor, *codes)
     # The picture held in the camera was freed by the peer itself, not by the session ending.
-    if name == "nikon":
+    if name in ("nikon", "fuji"):
         assert vendor.camera.operations_seen[0x100B] == 1            # DeleteObject(0xFFFF0001)
     else:
         assert vendor.camera.operations_seen[CanonOp.TransferComplete] == 1
@@ -231,17 +258,21 @@ async def test_capture_downloads_the_picture_the_camera_made(vendor, tmp_path):
 async def test_capture_to_the_card_lands_there_and_is_kept(vendor, tmp_path):
     dest = tmp_path / "shot"
     dest.mkdir()
-    if vendor.profile.name != "nikon":
+    name = vendor.profile.name
+    if name.startswith("canon"):
         # The EOS starts out capturing for the host: gphoto2 must switch it to the card.
         vendor.camera.properties.set(CanonEOSProp.CaptureDestination, 4)
-    out = await vendor.peer.run("capture", str(dest), "--card", "--keep", cwd=str(dest))
-    folder = "100NIKON" if vendor.profile.name == "nikon" else "100CANON"
-    m = re.search(rf"New file is in location /store_00010001/DCIM/{folder}/(\S+) on the camera", out)
+    # A Fuji always captures to its card (and shows it flat).
+    out = await vendor.peer.run("capture", str(dest), *([] if name == "fuji" else ["--card"]), "--keep",
+                                cwd=str(dest))
+    folder = {"nikon": "100NIKON", "fuji": "100_FUJI"}.get(name, "100CANON")
+    shown = "" if name == "fuji" else f"/DCIM/{folder}"
+    m = re.search(rf"New file is in location /store_00010001{shown}/(\S+) on the camera", out)
     assert m, out
     picture = vendor.capture.made[0]
     assert (dest / m.group(1)).read_bytes() == picture
     assert open(os.path.join(vendor.root, "DCIM", folder, m.group(1)), "rb").read() == picture
-    if vendor.profile.name != "nikon":
+    if name.startswith("canon"):
         assert vendor.camera.properties.get(CanonEOSProp.CaptureDestination) == 1
 
 
@@ -256,6 +287,10 @@ CONFIG = {
               ("shutterspeed2", "1/125", "1/125", 0xD100, (1 << 16) | 125)],
 }
 CONFIG["canon-eos-classic"] = CONFIG["canon-eos"]
+CONFIG["fuji"] = [("aperture", "8", "8", fuji_device.APERTURE, 36),
+                  ("shutterspeed", "1/125", "1/125", 0x500D, 7812),
+                  ("iso", "400", "400", 0x500F, 400),
+                  ("f-number", "f/8", "f/8", 0x5007, 800)]
 
 
 @pytest_twisted.ensureDeferred
@@ -266,7 +301,7 @@ async def test_config_lists_sets_and_reads_back_the_vendor_settings(vendor):
         await vendor.peer.run("set", name, value)
         assert vendor.camera.properties.get(code) == raw, name
         assert await vendor.peer.current(name) == shown
-    if vendor.profile.name == "nikon":
+    if vendor.profile.name in ("nikon", "fuji"):
         _seen(vendor, 0x1014, 0x1016)
     else:
         _seen(vendor, CanonOp.SetDevicePropValueEx, CanonOp.GetEvent)
@@ -275,7 +310,7 @@ async def test_config_lists_sets_and_reads_back_the_vendor_settings(vendor):
 @pytest_twisted.ensureDeferred
 async def test_wait_event_sees_a_property_change_and_a_new_file(vendor, reactor):
     cam = vendor.camera
-    nikon = vendor.profile.name == "nikon"
+    nikon = vendor.profile.name in ("nikon", "fuji")       # both use f-number 0x5007
     src = os.path.join(vendor.root, "DCIM", "100TEST", "IMG_0002.JPG")
 
     def turn_the_dial() -> None:
@@ -290,8 +325,10 @@ async def test_wait_event_sees_a_property_change_and_a_new_file(vendor, reactor)
             call.cancel()
     prop = r"(0000)?5007 changed, \"f-number\" to \"f/11\"" if nikon else r"(0000)?d101 changed, \"aperture\" to \"11\""
     assert re.search(rf"PTP Property {prop}", out), out
-    assert "FILEADDED NEW_0001.JPG /store_00010001/DCIM/100TEST" in out, out
-    code = NikonOp.GetEvent if nikon else CanonOp.GetEvent
+    folder = "" if vendor.profile.name == "fuji" else "/DCIM/100TEST"
+    assert f"FILEADDED NEW_0001.JPG /store_00010001{folder}\n" in out + "\n", out
+    assert out.count("FILEADDED NEW_0001.JPG") == 1, out                # once, not twice
+    code = {"nikon": NikonOp.GetEvent, "fuji": 0x1007}.get(vendor.profile.name, CanonOp.GetEvent)
     _seen(vendor, code)
     _debug_shows(vendor, code)
 

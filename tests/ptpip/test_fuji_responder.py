@@ -1,0 +1,102 @@
+"""The Fuji transport (ptpip/fuji.py) over real sockets on 127.0.0.1, driven by a plain
+socket client that speaks as libgphoto2's fujiptpip.c does."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import threads
+
+from ptpip.wire import fuji
+
+from ..conftest import start_fuji, stop_fuji
+
+GUID = b"\x11" * 16
+
+
+def recv_packet(s: socket.socket) -> bytes:
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk:
+            raise ConnectionError("closed")
+        head += chunk
+    (length,) = struct.unpack("<I", head)
+    body = b""
+    while len(body) < length - 4:
+        chunk = s.recv(length - 4 - len(body))
+        if not chunk:
+            raise ConnectionError("closed")
+        body += chunk
+    return head + body
+
+
+def session(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    for _ in range(2):                           # libgphoto2 sends its init request twice
+        s.sendall(fuji.InitRequest(GUID, "test").encode())
+        ack = fuji.decode(recv_packet(s))
+        assert isinstance(ack, fuji.InitAck) and ack.name == "test fuji"
+    return s
+
+
+def transact(s: socket.socket, code: int, tid: int, *params: int, data: bytes | None = None) -> list[Any]:
+    s.sendall(fuji.Container(fuji.COMMAND, code, tid, struct.pack(f"<{len(params)}I", *params)).encode())
+    if data is not None:
+        s.sendall(fuji.Container(fuji.DATA, code, tid, data).encode())
+    out = []
+    while True:
+        c = fuji.decode(recv_packet(s))
+        out.append(c)
+        if c.kind == fuji.RESPONSE:
+            return out
+
+
+def conversation(port: int, event_port: int) -> dict[str, Any]:
+    s = session(port)
+    events = socket.create_connection(("127.0.0.1", event_port), timeout=5)
+    result: dict[str, Any] = {}
+    result["open"] = transact(s, 0x1002, 0, 1)
+    result["bad_desc"] = transact(s, 0x1014, 1, 0x1234)           # no such property
+    result["set"] = transact(s, 0x1016, 2, 0xDF01, data=struct.pack("<H", 5))
+    result["info"] = transact(s, 0x1001, 3)
+    result["handles"] = transact(s, 0x1007, 4, 0xFFFFFFFF, 0, 0)
+    handles = struct.unpack_from(f"<{(len(result['handles'][0].payload) - 4) // 4}I",
+                                 result["handles"][0].payload, 4)
+    result["object"] = transact(s, 0x1009, 5, handles[0])
+    # A stranger's garbage ends its own connection only.
+    g = socket.create_connection(("127.0.0.1", port), timeout=5)
+    g.sendall(b"\x03\x00\x00\x00garbage")
+    g.settimeout(5)
+    result["garbage_closed"] = g.recv(100) == b""
+    result["after"] = transact(s, 0x1015, 6, 0xDF01)
+    s.close()
+    events.close()
+    return result
+
+
+@pytest_twisted.ensureDeferred
+async def test_fuji_transactions_over_real_sockets(reactor, tmp_path):
+    root = tmp_path / "card"
+    (root / "DCIM").mkdir(parents=True)
+    (root / "DCIM" / "DSCF0001.JPG").write_bytes(b"\xff\xd8" + bytes(range(256)) * 300 + b"\xff\xd9")
+    r = await start_fuji(reactor, str(root))
+    try:
+        res = await threads.deferToThread(conversation, r.port, r.event_port)
+    finally:
+        await stop_fuji(r)
+    assert [c.kind for c in res["open"]] == [fuji.RESPONSE] and res["open"][0].code == 0x2001
+    # An error on a data-in operation still has its (empty) data container first.
+    data, resp = res["bad_desc"]
+    assert (data.kind, data.payload, resp.code, resp.transaction_id) == (fuji.DATA, b"", 0x200A, 1)
+    assert res["set"][-1].code == 0x2001 and r.camera.properties.get(0xDF01) == 5
+    info, ok = res["info"]
+    assert info.kind == fuji.DATA and b"F\0U\0J\0I\0F\0I\0L\0M\0" in info.payload and ok.code == 0x2001
+    obj, ok = res["object"]                                       # the whole object in one container
+    assert obj.payload == (root / "DCIM" / "DSCF0001.JPG").read_bytes() and ok.transaction_id == 5
+    assert res["garbage_closed"]
+    value, ok = res["after"]
+    assert value.payload == struct.pack("<H", 5) and ok.code == 0x2001
