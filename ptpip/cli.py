@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -498,7 +499,7 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=common)
-    dsc = command("discover", "list cameras announcing themselves (DNS-SD)")
+    dsc = command("discover", "list cameras announcing themselves (DNS-SD and SSDP/UPnP)")
     dsc.add_argument("--wait", type=float, default=3.0, help="seconds to listen")
     command("info", "show DeviceInfo")
     command("ls", "list the objects as a tree")
@@ -536,13 +537,28 @@ def discover(args: argparse.Namespace) -> int:
     except ImportError:
         sys.stderr.write("ptpip: discovery needs python-zeroconf (pip install zeroconf)\n")
         return 1
-    found = browse(args.wait)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .ssdp import browse_ssdp
+    with ThreadPoolExecutor(2) as pool:       # both at once: the wait is not doubled
+        mdns, upnp = pool.submit(browse, args.wait), pool.submit(browse_ssdp, args.wait)
+        found: list[Any] = []
+        index: dict[tuple[str, str, int], int] = {}
+        for via, future in (("dns-sd", mdns), ("ssdp", upnp)):
+            for f in future.result():
+                key = (f.guid, f.address, f.port)
+                if key in index:          # announced both ways: one camera, both named
+                    found[index[key]] = dataclasses.replace(found[index[key]], via=f"{found[index[key]].via},{via}")
+                else:
+                    index[key] = len(found)
+                    found.append(dataclasses.replace(f, via=via))
     if args.json:
         print(json.dumps([f.__dict__ for f in found], indent=2))
     elif not found:
         print("no PTP-IP cameras found")
     for f in found if not args.json else []:
-        print(f"{f.name:24} {f.address}:{f.port:<6} GUID {f.guid}" + (f"  ({f.model})" if f.model else ""))
+        print(f"{f.name:24} {f.address}:{f.port:<6} GUID {f.guid}" + (f"  ({f.model})" if f.model else "")
+              + f"  [{f.via}]")
     return 0
 
 

@@ -27,6 +27,8 @@ class Found:
     port: int
     guid: str
     model: str = ""
+    #: How it was found: "dns-sd" or "ssdp".
+    via: str = "dns-sd"
 
 
 def local_addresses() -> list[str]:

@@ -87,8 +87,8 @@ class Options(usage.Options):
         ["idle-timeout", None, 0.0, "Seconds before an idle session is closed (0: never).", float],
     ]
     optFlags = [
-        ["announce", None, "Announce the camera over DNS-SD/mDNS as _ptp._tcp (the default)."],
-        ["no-announce", None, "Do not announce the camera over DNS-SD/mDNS."],
+        ["announce", None, "Announce the camera over DNS-SD/mDNS as _ptp._tcp and over SSDP/UPnP (the default)."],
+        ["no-announce", None, "Do not announce the camera (neither DNS-SD nor SSDP)."],
         ["anonymous", None, "Accept the anonymous (all-0xFF GUID) initiator; the default unless "
                             "--allow-list or --pair is given."],
         ["no-anonymous", None, "Refuse the anonymous (all-0xFF GUID) initiator; the default with "
@@ -305,6 +305,9 @@ def _serve(spec: dict[str, Any], options: Options, top: service.MultiService) ->
                 pass
             else:
                 Announcer(spec["name"], port, spec["guid"], camera.model).setServiceParent(top)
+            from .ssdp import SSDPAnnouncer
+            SSDPAnnouncer(spec["guid"], name=spec["name"], manufacturer=camera.manufacturer, model=camera.model,
+                          serial=camera.serial_number, port=port).setServiceParent(top)
 
 
 def _accepts_anonymous(options: Options) -> bool:

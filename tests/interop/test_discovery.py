@@ -76,3 +76,61 @@ def test_discover_finds_the_camera_with_its_guid_in_another_namespace(namespaces
     finally:
         camera.terminate()
         camera.wait(10)
+
+
+UPNP_CLIENT = os.path.join(os.path.dirname(sys.executable), "upnp-client")
+UDN = "uuid:01234567-89ab-cdef-0123-456789abcdef"
+
+
+def test_ssdp_announcement_seen_by_an_independent_control_point_and_by_ptpip(namespaces, tmp_path):
+    """SSDP between two namespaces: async-upnp-client's ``upnp-client`` (an independent
+    UPnP stack) hears the NOTIFYs (alive at start, byebye at stop) and finds the camera
+    with M-SEARCH; curl fetches its description; ``ptpip discover`` lists it as found
+    over SSDP as well as DNS-SD."""
+    assert os.path.exists(UPNP_CLIENT), "upnp-client (async-upnp-client, a test extra) is needed"
+    assert shutil.which("curl"), "curl is needed (.ci/run installs it)"
+    a, b, address = namespaces
+    listener = in_ns(b, "timeout", "-s", "INT", "25", UPNP_CLIENT, "advertisements")
+    time.sleep(1.0)
+    twistd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+    camera = in_ns(a, *twistd, "-n", "--pidfile=", "--logfile", str(tmp_path / "twistd.log"),
+                   "ptpip-responder", "--name", "UPnP Cam", "--guid", GUID, "--listen", "tcp:15740",
+                   "--profile", "canon-eos", cwd=str(tmp_path))
+    try:
+        found: list[dict] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not found:
+            p = in_ns(b, UPNP_CLIENT, "search", "--search_target", "urn:schemas-twisted-ptpip:service:PTPIP:1")
+            out, _ = p.communicate(timeout=30)
+            found = [r for r in map(json.loads, filter(None, out.decode().splitlines()))
+                     if r.get("USN", "").startswith(UDN)]
+        assert found, "upnp-client search found no camera"
+        location = found[0]["LOCATION"]
+        assert location.startswith(f"http://{address}:")
+        p = in_ns(b, "curl", "-sf", location)
+        xml, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err.decode()
+        text = xml.decode()
+        for part in ("<friendlyName>UPnP Cam</friendlyName>", "<modelName>Canon EOS 5D Mark IV</modelName>",
+                     "<manufacturer>Canon Inc.</manufacturer>", f"<UDN>{UDN}</UDN>", "<ptpip:port>15740</ptpip:port>",
+                     f"<ptpip:guid>{GUID}</ptpip:guid>"):
+            assert part in text, (part, text)
+        listed: list[dict] = []
+        while time.monotonic() < deadline + 30 and not listed:
+            p = in_ns(b, sys.executable, "-m", "ptpip.cli", "--json", "discover", "--wait", "3")
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err.decode()
+            listed = [f for f in json.loads(out) if f["guid"] == GUID and "ssdp" in f["via"]]
+        assert listed and listed[0]["address"] == address and listed[0]["port"] == 15740
+        assert listed[0]["model"] == "Canon EOS 5D Mark IV"
+    finally:
+        camera.terminate()
+        camera.wait(10)
+    time.sleep(1.0)
+    listener.send_signal(2)
+    out, _ = listener.communicate(timeout=30)
+    heard = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    ours = [h for h in heard if h.get("USN", "").startswith(UDN)]
+    assert {h["NTS"] for h in ours} == {"ssdp:alive", "ssdp:byebye"}, heard[-5:]
+    assert any(h["NT"] == "upnp:rootdevice" and h["NTS"] == "ssdp:alive" and h["LOCATION"].startswith(
+        f"http://{address}:") for h in ours)
