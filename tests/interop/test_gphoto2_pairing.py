@@ -11,18 +11,19 @@ import os
 import shutil
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import utils
 
 from ptpip.policy import read_guids
 
 
-async def _gphoto2(reactor: Any, port: int, home: str) -> tuple[int, str]:
+async def _gphoto2(reactor: Any, port: int, home: str, model: str = "PTP/IP Camera") -> tuple[int, str]:
     gphoto2 = shutil.which("gphoto2")
     assert gphoto2, "gphoto2 is not installed: .ci/run installs it with apt-get"
     env = {"HOME": home, "LANG": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     out, err, code = await utils.getProcessOutputAndValue(
-        gphoto2, ["--camera", "PTP/IP Camera", "--port", f"ptpip:127.0.0.1:{port}:{port}", "--summary"],
+        gphoto2, ["--camera", model, "--port", f"ptpip:127.0.0.1:{port}:{port}", "--summary"],
         env=env, path=home, reactor=reactor)
     return code, (out + err).decode("utf-8", "replace")
 
@@ -59,20 +60,25 @@ async def _stop(port: Any) -> None:
     port.camera_service.stopService()
 
 
+@pytest.mark.parametrize("profile,model", [("generic", "PTP/IP Camera"), ("nikon", "Nikon DSLR (WLAN)"),
+                                           ("canon-eos", "Canon EOS (WLAN)")])
 @pytest_twisted.ensureDeferred
-async def test_gphoto2_pairs_with_its_own_guid(reactor, tmp_path):
+async def test_gphoto2_pairs_with_its_own_guid(reactor, tmp_path, profile, model):
+    """libgphoto2 makes its GUID up once (``ptp_nikon_getptpipguid``, for every PTP/IP
+    camera) and keeps it: a camera that paired with it (as a Nikon asks on its screen)
+    knows it again at the next run, and refuses another computer."""
     paired = str(tmp_path / "paired.guids")
-    port = await _serve(reactor, ["--pair", paired, "--root", str(tmp_path)])
+    port = await _serve(reactor, ["--pair", paired, "--root", str(tmp_path), "--profile", profile])
     try:
         first = _home(tmp_path, "first")                  # gphoto2 makes its GUID up
-        code, out = await _gphoto2(reactor, port.getHost().port, first)
+        code, out = await _gphoto2(reactor, port.getHost().port, first, model)
         assert code == 0, out
         guid = bytes.fromhex(_settings_guid(first).replace(":", ""))
         assert guid != b"\xff" * 16 and read_guids(paired) == {guid}
         other = _home(tmp_path, "other", ":".join(["5a"] * 16))
-        code, out = await _gphoto2(reactor, port.getHost().port, other)
+        code, out = await _gphoto2(reactor, port.getHost().port, other, model)
         assert "Manufacturer" not in out                  # refused: pairing is over
-        code, out = await _gphoto2(reactor, port.getHost().port, first)
+        code, out = await _gphoto2(reactor, port.getHost().port, first, model)
         assert code == 0, out                             # the paired one keeps working
     finally:
         await _stop(port)
