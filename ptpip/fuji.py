@@ -107,10 +107,31 @@ class FujiCommandProtocol(protocol.Protocol):
         self._waiting_data: OperationRequest | None = None
         self._queue: list[fuji.Container] = []
         self.closed = False
+        self._timer: Any = None
 
     def connectionMade(self) -> None:
-        self.number = next(self.factory.numbers)
-        self.factory.commands.append(self)
+        f = self.factory
+        self.number = next(f.numbers)
+        if len(f.commands) >= f.max_sessions + f.max_pending:
+            # Sockets that never send their init request must not lock the camera up.
+            self.transport.write(fuji.InitFail(FailReason.BUSY).encode())
+            self.transport.loseConnection()
+            self.closed = True
+            return
+        f.commands.append(self)
+        self._timer = f.reactor.callLater(f.init_timeout, self._initTimedOut)
+
+    def _initTimedOut(self) -> None:
+        self._timer = None
+        if self.session is None and self.transport is not None:
+            self.log.info("Fuji initiator {peer} sent no init request in time", peer=self.transport.getPeer())
+            self.transport.abortConnection()
+
+    def _stalled(self) -> None:
+        self._timer = None
+        if self.transport is not None:
+            self.log.warn("Fuji initiator {peer} stopped reading: closed", peer=self.transport.getPeer())
+            self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         try:
@@ -139,6 +160,9 @@ class FujiCommandProtocol(protocol.Protocol):
                 self.transport.write(fuji.InitFail(FailReason.BUSY).encode())
                 self.transport.loseConnection()
                 return
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            self._timer = None
             info = _Initiator(request.guid, request.host_name, self.transport.getPeer(), self.number)
             self.session = f.device.newSession(info, self.events)
             self.log.info("Fuji initiator {name!r} connected from {peer}", name=request.host_name,
@@ -202,10 +226,12 @@ class FujiCommandProtocol(protocol.Protocol):
             return
         source = IDataSource(source)
         self.transport.write(fuji.container_header(fuji.DATA, op, tid, source.length))
-        self.transport.registerProducer(source, True)
+        watched = _Watched(self, source)
+        self.transport.registerProducer(watched, True)
         d = source.startProducing(self.transport)
 
         def sent(result: Any) -> Any:
+            watched.done()
             if self.transport is not None and not self.closed:
                 self.transport.unregisterProducer()
                 if isinstance(result, Failure):
@@ -227,6 +253,9 @@ class FujiCommandProtocol(protocol.Protocol):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closed = True
         self.events.closed = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         if self in self.factory.commands:
             self.factory.commands.remove(self)
         if self.session is not None:
@@ -235,6 +264,35 @@ class FujiCommandProtocol(protocol.Protocol):
         channel = self.events.channel
         if channel is not None and channel.transport is not None:
             channel.transport.loseConnection()
+
+
+class _Watched:
+    """A data source as the transport's producer: paused longer than the stall timeout
+    (the initiator stopped reading), the connection is closed."""
+
+    def __init__(self, owner: FujiCommandProtocol, source: Any) -> None:
+        self.owner = owner
+        self.source = source
+        self.timer: Any = None
+
+    def pauseProducing(self) -> None:
+        self.source.pauseProducing()
+        f = self.owner.factory
+        if self.timer is None and f.stall_timeout:
+            self.timer = f.reactor.callLater(f.stall_timeout, self.owner._stalled)
+
+    def resumeProducing(self) -> None:
+        self.done()
+        self.source.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.done()
+        self.source.stopProducing()
+
+    def done(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
 
 
 class FujiEventProtocol(protocol.Protocol):
@@ -288,7 +346,15 @@ class FujiResponderFactory:
     (P+1) and :attr:`liveview` (P+2) are the factories to listen with."""
 
     def __init__(self, device: Any, *, guid: bytes, friendly_name: str = "X-T4", max_sessions: int = 4,
-                 max_packet: int = 1 << 16) -> None:
+                 max_packet: int = 1 << 16, max_pending: int = 16, init_timeout: float = 10.0,
+                 stall_timeout: float = 60.0, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
+        self.reactor = reactor
+        self.max_pending = max_pending
+        self.init_timeout = init_timeout
+        self.stall_timeout = stall_timeout
         self.device = device
         self.guid = guid
         self.friendly_name = friendly_name

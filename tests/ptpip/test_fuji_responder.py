@@ -100,3 +100,63 @@ async def test_fuji_transactions_over_real_sockets(reactor, tmp_path):
     assert res["garbage_closed"]
     value, ok = res["after"]
     assert value.payload == struct.pack("<H", 5) and ok.code == 0x2001
+
+
+def _factory(tmp_path: Any, **kw: Any) -> Any:
+    from twisted.internet import task
+
+    from ptpip.devices.camera import filesystem_camera
+    from ptpip.devices.profiles import get_profile
+    from ptpip.fuji import FujiResponderFactory
+    (tmp_path / "card").mkdir(exist_ok=True)
+    clock = task.Clock()
+    camera = filesystem_camera(str(tmp_path / "card"), scan_interval=None, profile=get_profile("fuji"),
+                               reactor=clock)
+    return FujiResponderFactory(camera, guid=GUID, reactor=clock, **kw), clock, camera
+
+
+def _connect(factory: Any) -> tuple[Any, Any]:
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    p = factory.command.buildProtocol(None)
+    t = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    p.makeConnection(t)
+    return p, t
+
+
+def test_a_socket_that_never_sends_its_init_request_is_closed(tmp_path):
+    factory, clock, _ = _factory(tmp_path, init_timeout=10.0)
+    silent, t = _connect(factory)
+    clock.advance(9)
+    assert not t.disconnecting
+    clock.advance(2)
+    assert t.disconnecting                          # and its slot is free again
+    p, t2 = _connect(factory)
+    p.dataReceived(fuji.InitRequest(GUID, "late").encode())
+    clock.advance(60)
+    assert not t2.disconnecting                     # an initiator that said hello stays
+
+
+def test_silent_sockets_cannot_take_every_slot(tmp_path):
+    factory, clock, _ = _factory(tmp_path, max_sessions=1, max_pending=2)
+    conns = [_connect(factory) for _ in range(3)]
+    assert all(not t.disconnecting for _, t in conns)
+    _, t = _connect(factory)
+    assert t.disconnecting and fuji.decode(t.value()) == fuji.InitFail(2)     # BUSY, said so
+
+
+def test_an_initiator_that_stops_reading_a_download_is_closed(tmp_path):
+    factory, clock, camera = _factory(tmp_path, stall_timeout=60.0)
+    (tmp_path / "card" / "DSCF0001.JPG").write_bytes(b"\xff\xd8" + b"x" * 500_000 + b"\xff\xd9")
+    camera.store.scan(announce=False)
+    (handle,) = [h for h in camera.store.handles() if not camera.store.objectInfo(h).is_folder]
+    p, t = _connect(factory)
+    p.dataReceived(fuji.InitRequest(GUID, "slow").encode())
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x1002, 0, struct.pack("<I", 1)).encode())
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x1009, 1, struct.pack("<I", handle)).encode())
+    assert t.producer is not None                   # the object streams with backpressure
+    t.producer.pauseProducing()                     # the socket buffer is full: the peer is not reading
+    clock.advance(59)
+    assert not t.disconnecting
+    clock.advance(2)
+    assert t.disconnecting
