@@ -16,6 +16,7 @@ import itertools
 from typing import Any
 
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -68,58 +69,84 @@ class _IncomingBytes:
 
 @implementer(IEventSink)
 class _Events:
-    """Events for one initiator: on its event channel once it has connected."""
+    """Events for one initiator: on its event channel once it has connected. Events for a
+    channel that is not there yet, or whose peer does not read, are dropped (counted)."""
 
     def __init__(self) -> None:
         self.channel: FujiEventProtocol | None = None
         self.pending: list[bytes] = []
         self.closed = False
+        self.dropped = 0
 
     def sendEvent(self, code: int, params: tuple[int, ...] = (), transaction_id: int = 0xFFFFFFFF) -> None:
         if self.closed:
             return
         packet = fuji.Container(fuji.EVENT, code, transaction_id, params=tuple(params)[:4]).encode()
-        if self.channel is not None and self.channel.transport is not None:
-            self.channel.transport.write(packet)
+        channel = self.channel
+        if channel is not None and channel.transport is not None:
+            if channel.paused:
+                self.dropped += 1
+            else:
+                channel.transport.write(packet)
         elif len(self.pending) < MAX_PENDING_EVENTS:
             self.pending.append(packet)
+        else:
+            self.dropped += 1
 
     def attach(self, channel: FujiEventProtocol) -> None:
-        self.channel = channel
+        old, self.channel = self.channel, channel
+        if old is not None and old.transport is not None:
+            old.transport.loseConnection()
         for packet in self.pending:
             channel.transport.write(packet)
         self.pending.clear()
 
 
+@implementer(IPushProducer)
 class FujiCommandProtocol(protocol.Protocol):
-    """The command channel of one initiator."""
+    """The command channel of one initiator. It is its own transport's producer: while
+    the peer does not read, no command is taken (and after the stall timeout, the
+    connection is closed); a streamed object is paused and resumed with it."""
 
     log = Logger()
     transport: Any
 
     def __init__(self, factory: FujiResponderFactory) -> None:
         self.factory = factory
-        self.decoder = fuji.FujiDecoder(max_packet=factory.max_packet)
+        self.decoder = fuji.FujiDecoder(max_packet=factory.max_packet, side="responder")
         self.session: Any = None
         self.events = _Events()
+        self.liveview: FujiLiveViewProtocol | None = None
         self.number = 0
         self.busy = False
+        self.paused = False
+        self.commanded = False
+        #: InitiateOpenCapture answered: libgphoto2 connects its event channel after it.
+        self.open_capture = False
         self._waiting_data: OperationRequest | None = None
-        self._queue: list[fuji.Container] = []
+        self._queue: list[fuji.InitRequest | fuji.Container] = []
+        self._source: Any = None
         self.closed = False
         self._timer: Any = None
+        self._stall: Any = None
 
     def connectionMade(self) -> None:
         f = self.factory
         self.number = next(f.numbers)
-        if len(f.commands) >= f.max_sessions + f.max_pending:
+        host = self.transport.getPeer().host
+        if (len(f.commands) >= f.max_sessions + f.max_pending
+                or sum(1 for c in f.commands if c.host == host) >= f.max_per_address):
             # Sockets that never send their init request must not lock the camera up.
             self.transport.write(fuji.InitFail(FailReason.BUSY).encode())
             self.transport.loseConnection()
             self.closed = True
             return
+        self.host = host
         f.commands.append(self)
+        self.transport.registerProducer(self, True)
         self._timer = f.reactor.callLater(f.init_timeout, self._initTimedOut)
+
+    host = ""
 
     def _initTimedOut(self) -> None:
         self._timer = None
@@ -128,10 +155,36 @@ class FujiCommandProtocol(protocol.Protocol):
             self.transport.abortConnection()
 
     def _stalled(self) -> None:
-        self._timer = None
+        self._stall = None
         if self.transport is not None:
             self.log.warn("Fuji initiator {peer} stopped reading: closed", peer=self.transport.getPeer())
             self.transport.abortConnection()
+
+    # -- IPushProducer: the peer's reading paces us -------------------------------------
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self._source is not None:
+            self._source.pauseProducing()
+        self.transport.pauseProducing()          # and stop reading its commands meanwhile
+        f = self.factory
+        if self._stall is None and f.stall_timeout:
+            self._stall = f.reactor.callLater(f.stall_timeout, self._stalled)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+        if self._source is not None:
+            self._source.resumeProducing()
+        if not self.closed:
+            self.transport.resumeProducing()
+            self._next()
+
+    def stopProducing(self) -> None:
+        if self._source is not None:
+            self._source.stopProducing()
+            self._source = None
 
     def dataReceived(self, data: bytes) -> None:
         try:
@@ -140,21 +193,21 @@ class FujiCommandProtocol(protocol.Protocol):
             self.log.warn("Fuji initiator {peer} sent garbage: {error}", peer=self.transport.getPeer(), error=e)
             self.transport.loseConnection()
             return
-        for packet in packets:
-            if isinstance(packet, fuji.InitRequest):
-                self._init(packet)
-            elif isinstance(packet, fuji.Container):
-                self._queue.append(packet)
-            else:
+        for packet in packets:               # init requests too: answered in their turn
+            if not isinstance(packet, (fuji.InitRequest, fuji.Container)):
                 self.transport.loseConnection()
                 return
-        if len(self._queue) > 16:        # libgphoto2 waits for each answer: a flood is no initiator
+            self._queue.append(packet)
+        if len(self._queue) > 16:            # libgphoto2 waits for each answer: a flood is no initiator
             self.transport.loseConnection()
             return
         self._next()
 
     def _init(self, request: fuji.InitRequest) -> None:
         f = self.factory
+        if self.commanded:
+            self.transport.loseConnection()  # an init request in the middle of a session
+            return
         if self.session is None:
             if len([c for c in f.commands if c.session is not None]) >= f.max_sessions:
                 self.transport.write(fuji.InitFail(FailReason.BUSY).encode())
@@ -164,20 +217,42 @@ class FujiCommandProtocol(protocol.Protocol):
                 self._timer.cancel()
             self._timer = None
             info = _Initiator(request.guid, request.host_name, self.transport.getPeer(), self.number)
-            self.session = f.device.newSession(info, self.events)
-            self.log.info("Fuji initiator {name!r} connected from {peer}", name=request.host_name,
-                          peer=self.transport.getPeer())
+            self.busy = True
+            d = defer.maybeDeferred(f.policy.accept, info) if f.policy is not None else defer.succeed(True)
+            d.addBoth(self._admitted, info)
+            return
         # libgphoto2 sends its init request twice: each gets its ack.
         self.transport.write(fuji.InitAck(self.number, f.guid, f.friendly_name).encode())
 
+    def _admitted(self, accepted: Any, info: _Initiator) -> None:
+        self.busy = False
+        if self.closed:
+            return
+        if accepted is not True:
+            if isinstance(accepted, Failure):
+                self.log.failure("the initiator policy failed", accepted)
+            self.log.info("Fuji initiator {name!r} refused", name=info.friendly_name)
+            self.transport.write(fuji.InitFail(FailReason.REJECTED_INITIATOR).encode())
+            self.transport.loseConnection()
+            return
+        self.session = self.factory.device.newSession(info, self.events)
+        self.log.info("Fuji initiator {name!r} connected from {peer}", name=info.friendly_name,
+                      peer=self.transport.getPeer())
+        self.transport.write(fuji.InitAck(self.number, self.factory.guid, self.factory.friendly_name).encode())
+        self._next()
+
     def _next(self) -> None:
-        while self._queue and not self.busy and not self.closed:
+        while self._queue and not self.busy and not self.closed and not self.paused:
             c = self._queue.pop(0)
+            if isinstance(c, fuji.InitRequest):
+                self._init(c)
+                continue
             if self._waiting_data is not None:
                 request, self._waiting_data = self._waiting_data, None
                 if c.kind != fuji.DATA:
-                    self._answer(Response(ResponseCode.IncompleteTransfer), request)
-                    continue
+                    # Not the data it announced: there is no telling where it is now.
+                    self.transport.loseConnection()
+                    return
                 self._dispatch(request, _IncomingBytes(c.payload))
             elif c.kind != fuji.COMMAND or self.session is None:
                 self.transport.loseConnection()
@@ -188,9 +263,11 @@ class FujiCommandProtocol(protocol.Protocol):
                 except PTPIPError:
                     self.transport.loseConnection()
                     return
-                request = OperationRequest(data_phase=2 if c.code in self._data_out() else 1, code=c.code,
+                self.commanded = True
+                data_out = c.code in self._data_out()
+                request = OperationRequest(data_phase=2 if data_out else 1, code=c.code,
                                            transaction_id=c.transaction_id, params=params)
-                if c.code in self._data_out():
+                if data_out:
                     self._waiting_data = request
                 else:
                     self._dispatch(request, None)
@@ -203,7 +280,12 @@ class FujiCommandProtocol(protocol.Protocol):
         self.busy = True
         d = defer.maybeDeferred(self.session.handleOperation, request, incoming)
         d.addCallbacks(self._answer, self._failed, callbackArgs=(request,), errbackArgs=(request,))
-        d.addErrback(lambda f: self.log.failure("answering a Fuji initiator failed", f))
+        d.addErrback(self._broken)
+
+    def _broken(self, failure: Failure) -> None:
+        self.log.failure("answering a Fuji initiator failed", failure)
+        if self.transport is not None:
+            self.transport.abortConnection()     # half an answer: no way back in step
 
     def _failed(self, failure: Failure, request: OperationRequest) -> None:
         code = getattr(failure.value, "response_code", None)
@@ -214,9 +296,19 @@ class FujiCommandProtocol(protocol.Protocol):
 
     def _answer(self, response: Response, request: OperationRequest) -> None:
         if self.closed:
+            if response.data is not None and hasattr(response.data, "stopProducing"):
+                response.data.stopProducing()
             return
         op, tid = request.code, request.transaction_id
         source = response.data
+        if source is not None and not isinstance(source, (bytes, bytearray, memoryview)):
+            source = IDataSource(source)
+            length = source.length
+            if not isinstance(length, int) or fuji.HEADER.size + length > 0xFFFFFFFF:
+                # One container holds at most 4 GiB, and its length comes first.
+                source.stopProducing()
+                self.log.warn("{op}: an object of {n} bytes does not fit a Fuji container", op=code_name(op), n=length)
+                source, response = b"", Response(ResponseCode.GeneralError)
         if source is None and op in DATA_IN:
             source = b""                 # an empty data container, even before an error
         if source is None or isinstance(source, (bytes, bytearray, memoryview)):
@@ -224,94 +316,97 @@ class FujiCommandProtocol(protocol.Protocol):
                 self.transport.write(fuji.Container(fuji.DATA, op, tid, bytes(source)).encode())
             self._respond(response, request)
             return
-        source = IDataSource(source)
         self.transport.write(fuji.container_header(fuji.DATA, op, tid, source.length))
-        watched = _Watched(self, source)
-        self.transport.registerProducer(watched, True)
+        self._source = source
+        if self.paused:
+            source.pauseProducing()
         d = source.startProducing(self.transport)
 
         def sent(result: Any) -> Any:
-            watched.done()
+            self._source = None
             if self.transport is not None and not self.closed:
-                self.transport.unregisterProducer()
                 if isinstance(result, Failure):
                     self.log.failure("sending an object failed", result)
-                    self.transport.loseConnection()       # the container is short: no way back
+                    self.transport.abortConnection()      # the container is short: no way back
                 else:
                     self._respond(response, request)
             return None
         d.addBoth(sent)
 
     def _respond(self, response: Response, request: OperationRequest) -> None:
+        params = tuple(p & 0xFFFFFFFF for p in response.params)[:5]
         self.transport.write(fuji.Container(fuji.RESPONSE, response.code, request.transaction_id,
-                                            params=tuple(response.params)).encode())
+                                            params=params).encode())
         self.busy = False
+        if request.code == Op.InitiateOpenCapture and response.code == ResponseCode.OK:
+            self.open_capture = True
         if request.code == Op.CloseSession:
+            # The session is over: libgphoto2 closes its sockets now, and so do we.
             self.events.closed = True
+            self.transport.loseConnection()
+            return
         self._next()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closed = True
         self.events.closed = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for timer in (self._timer, self._stall):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._stall = None
+        if self._source is not None:
+            self._source.stopProducing()
+            self._source = None
         if self in self.factory.commands:
             self.factory.commands.remove(self)
         if self.session is not None:
             self.session.connectionLost(reason)
             self.session = None
-        channel = self.events.channel
-        if channel is not None and channel.transport is not None:
-            channel.transport.loseConnection()
+        for channel in (self.events.channel, self.liveview):
+            if channel is not None and channel.transport is not None:
+                channel.transport.loseConnection()
 
 
-class _Watched:
-    """A data source as the transport's producer: paused longer than the stall timeout
-    (the initiator stopped reading), the connection is closed."""
-
-    def __init__(self, owner: FujiCommandProtocol, source: Any) -> None:
-        self.owner = owner
-        self.source = source
-        self.timer: Any = None
-
-    def pauseProducing(self) -> None:
-        self.source.pauseProducing()
-        f = self.owner.factory
-        if self.timer is None and f.stall_timeout:
-            self.timer = f.reactor.callLater(f.stall_timeout, self.owner._stalled)
-
-    def resumeProducing(self) -> None:
-        self.done()
-        self.source.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.done()
-        self.source.stopProducing()
-
-    def done(self) -> None:
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
+def _owner(factory: FujiResponderFactory, transport: Any, *, kind: str) -> FujiCommandProtocol | None:
+    """The command channel a new event or live view connection belongs to: from the same
+    address, with a session, past InitiateOpenCapture (libgphoto2 connects both only then);
+    the newest such channel without one of its kind."""
+    host = transport.getPeer().host
+    for c in reversed(factory.commands):
+        if c.host == host and c.session is not None and c.open_capture:
+            current = c.events.channel if kind == "event" else c.liveview
+            if current is None:
+                return c
+    return None
 
 
+@implementer(IPushProducer)
 class FujiEventProtocol(protocol.Protocol):
-    """The event channel: the oldest command channel from the same address without one."""
+    """The event channel of one command channel; events are dropped while its peer does not read."""
 
     transport: Any
 
     def __init__(self, factory: FujiResponderFactory) -> None:
         self.factory = factory
         self.command: FujiCommandProtocol | None = None
+        self.paused = False
 
     def connectionMade(self) -> None:
-        host = self.transport.getPeer().host
-        for c in self.factory.commands:
-            if c.events.channel is None and c.transport.getPeer().host == host:
-                self.command = c
-                c.events.attach(self)
-                return
-        self.transport.loseConnection()  # no initiator of ours there
+        self.command = _owner(self.factory, self.transport, kind="event")
+        if self.command is None:
+            self.transport.loseConnection()  # no initiator of ours is waiting for it
+            return
+        self.transport.registerProducer(self, True)
+        self.command.events.attach(self)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = True
 
     def dataReceived(self, data: bytes) -> None:
         pass                             # libgphoto2 never writes here
@@ -322,10 +417,28 @@ class FujiEventProtocol(protocol.Protocol):
 
 
 class FujiLiveViewProtocol(protocol.Protocol):
-    """The live view channel: kept open and silent until live view is emulated."""
+    """The live view channel of one command channel: kept open and silent until live view
+    is emulated, and closed with its command channel."""
+
+    transport: Any
+
+    def __init__(self, factory: FujiResponderFactory) -> None:
+        self.factory = factory
+        self.command: FujiCommandProtocol | None = None
+
+    def connectionMade(self) -> None:
+        self.command = _owner(self.factory, self.transport, kind="liveview")
+        if self.command is None:
+            self.transport.loseConnection()
+            return
+        self.command.liveview = self
 
     def dataReceived(self, data: bytes) -> None:
         pass
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self.command is not None and self.command.liveview is self:
+            self.command.liveview = None
 
 
 class _Sub(protocol.Factory):
@@ -334,11 +447,7 @@ class _Sub(protocol.Factory):
         self.kind = kind
 
     def buildProtocol(self, addr: Any) -> protocol.Protocol:
-        if self.kind is FujiLiveViewProtocol:
-            p: protocol.Protocol = FujiLiveViewProtocol()
-        else:
-            p = self.kind(self.parent)  # type: ignore[call-arg]
-        return p
+        return self.kind(self.parent)  # type: ignore[call-arg]
 
 
 class FujiResponderFactory:
@@ -346,13 +455,17 @@ class FujiResponderFactory:
     (P+1) and :attr:`liveview` (P+2) are the factories to listen with."""
 
     def __init__(self, device: Any, *, guid: bytes, friendly_name: str = "X-T4", max_sessions: int = 4,
-                 max_packet: int = 1 << 16, max_pending: int = 16, init_timeout: float = 10.0,
-                 stall_timeout: float = 60.0, reactor: Any = None) -> None:
+                 max_packet: int = 1 << 16, max_pending: int = 16, max_per_address: int = 8,
+                 init_timeout: float = 10.0, stall_timeout: float = 60.0, policy: Any = None,
+                 reactor: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
         self.reactor = reactor
         self.max_pending = max_pending
+        self.max_per_address = max_per_address
+        #: An :class:`~ptpip.interfaces.IInitiatorPolicy` (device bonding), or None to accept all.
+        self.policy = policy
         self.init_timeout = init_timeout
         self.stall_timeout = stall_timeout
         self.device = device

@@ -289,7 +289,9 @@ def _serve(spec: dict[str, Any], options: Options, top: service.MultiService) ->
         # Fuji's own PTP/IP: commands on P, events on P+1, live view on P+2.
         from .fuji import FujiResponderFactory
         fuji = FujiResponderFactory(camera, guid=spec["guid"], friendly_name=spec["name"],
-                                    max_sessions=options["max-sessions"])
+                                    max_sessions=options["max-sessions"], max_pending=options["max-pending"],
+                                    max_per_address=options["max-per-address"],
+                                    stall_timeout=options["stall-timeout"], policy=policy)
         for endpoint in spec["listen"]:
             for offset, sub in ((0, fuji.command), (1, fuji.event), (2, fuji.liveview)):
                 strports.service(_shift_port(endpoint, offset), sub).setServiceParent(top)

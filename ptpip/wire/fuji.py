@@ -105,8 +105,10 @@ class FujiDecoder:
     answered without limit.
     """
 
-    def __init__(self, max_packet: int = 1 << 16) -> None:
+    def __init__(self, max_packet: int = 1 << 16, side: str = "responder") -> None:
         self.max_packet = max_packet
+        #: "responder" reads init requests and containers, "initiator" acks, fails and containers.
+        self.side = side
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[InitRequest | InitAck | InitFail | Container]:
@@ -120,7 +122,7 @@ class FujiDecoder:
                 break
             raw = bytes(self._buf[:length])
             del self._buf[:length]
-            out.append(decode(raw))
+            out.append(decode(raw, self.side))
         return out
 
     @property
@@ -128,19 +130,21 @@ class FujiDecoder:
         return len(self._buf)
 
 
-def decode(raw: bytes) -> InitRequest | InitAck | InitFail | Container:
-    """One whole packet. An init packet is told from a container by its shape: the init
-    request's ``u32 type 1`` reads as command code 0 and its magic as the tid."""
+def decode(raw: bytes, side: str = "responder") -> InitRequest | InitAck | InitFail | Container:
+    """One whole packet, as *side* reads it. An init packet is told from a container by its
+    shape: the init request's ``u32 type 1`` reads as command code 0 and its magic as the
+    tid; a responder never takes anything for an ack, an initiator never for a request."""
     length, kind32 = struct.unpack_from("<II", raw)
-    if length == INIT_REQUEST_LENGTH and kind32 == INIT_REQUEST and struct.unpack_from("<I", raw, 8)[0] == INIT_MAGIC:
+    if side == "responder" and length == INIT_REQUEST_LENGTH and kind32 == INIT_REQUEST \
+            and struct.unpack_from("<I", raw, 8)[0] == INIT_MAGIC:
         guid = raw[12:28]
         name = raw[28:].decode("utf-16-le", "replace").split("\0")[0]
         return InitRequest(guid, name)
-    if kind32 == INIT_ACK and length >= 30:
+    if side == "initiator" and kind32 == INIT_ACK and length >= 30:
         (number,) = struct.unpack_from("<I", raw, 8)
         name = raw[28:].decode("utf-16-le", "replace").split("\0")[0]
         return InitAck(number, raw[12:28], name)
-    if kind32 == INIT_FAIL and length == 12:
+    if side == "initiator" and kind32 == INIT_FAIL and length == 12:
         return InitFail(struct.unpack_from("<I", raw, 8)[0])
     if length < HEADER.size:
         raise RemoteProtocolError(f"a Fuji container of {length} bytes")

@@ -38,7 +38,7 @@ def session(port: int) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     for _ in range(2):                           # libgphoto2 sends its init request twice
         s.sendall(fuji.InitRequest(GUID, "test").encode())
-        ack = fuji.decode(recv_packet(s))
+        ack = fuji.decode(recv_packet(s), "initiator")
         assert isinstance(ack, fuji.InitAck) and ack.name == "test fuji"
     return s
 
@@ -49,7 +49,7 @@ def transact(s: socket.socket, code: int, tid: int, *params: int, data: bytes | 
         s.sendall(fuji.Container(fuji.DATA, code, tid, data).encode())
     out = []
     while True:
-        c = fuji.decode(recv_packet(s))
+        c = fuji.decode(recv_packet(s), "initiator")
         out.append(c)
         if c.kind == fuji.RESPONSE:
             return out
@@ -130,7 +130,9 @@ def test_a_socket_that_never_sends_its_init_request_is_closed(tmp_path):
     clock.advance(9)
     assert not t.disconnecting
     clock.advance(2)
-    assert t.disconnecting                          # and its slot is free again
+    assert t.disconnecting
+    silent.connectionLost(None)
+    assert silent not in factory.commands           # its slot is free again
     p, t2 = _connect(factory)
     p.dataReceived(fuji.InitRequest(GUID, "late").encode())
     clock.advance(60)
@@ -142,7 +144,7 @@ def test_silent_sockets_cannot_take_every_slot(tmp_path):
     conns = [_connect(factory) for _ in range(3)]
     assert all(not t.disconnecting for _, t in conns)
     _, t = _connect(factory)
-    assert t.disconnecting and fuji.decode(t.value()) == fuji.InitFail(2)     # BUSY, said so
+    assert t.disconnecting and fuji.decode(t.value(), "initiator") == fuji.InitFail(2)     # BUSY, said so
 
 
 def test_an_initiator_that_stops_reading_a_download_is_closed(tmp_path):
@@ -160,3 +162,83 @@ def test_an_initiator_that_stops_reading_a_download_is_closed(tmp_path):
     assert not t.disconnecting
     clock.advance(2)
     assert t.disconnecting
+
+
+def _event_channel(factory: Any, port: int = 40001) -> tuple[Any, Any]:
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    e = factory.event.buildProtocol(None)
+    t = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+    e.makeConnection(t)
+    return e, t
+
+
+def test_the_event_channel_belongs_to_a_session_past_open_capture(tmp_path):
+    factory, clock, camera = _factory(tmp_path)
+    early, te = _event_channel(factory)
+    assert te.disconnecting                         # nobody waits for an event channel yet
+    p, t = _connect(factory)
+    p.dataReceived(fuji.InitRequest(GUID, "gphoto").encode())
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x1002, 0, struct.pack("<I", 1)).encode())
+    squat, ts = _event_channel(factory)
+    assert ts.disconnecting                         # not before InitiateOpenCapture
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x101C, 1, struct.pack("<II", 0, 0)).encode())
+    e, te = _event_channel(factory)
+    assert not te.disconnecting and p.events.channel is e
+    camera.properties.setInternal(0x5007, 800)
+    (event,) = fuji.FujiDecoder(side="initiator").feed(te.value())
+    assert (event.kind, event.code, struct.unpack("<I", event.payload)) == (fuji.EVENT, 0x4006, (0x5007,))
+    e.pauseProducing()                              # a peer that does not read its events
+    for v in (560, 800) * 50:
+        camera.properties.setInternal(0x5007, v)
+    assert len(te.value()) == len(event.encode()) and p.events.dropped == 100
+    # CloseSession ends the connection, and its event channel with it.
+    t.clear()
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x1003, 2).encode())
+    (resp,) = fuji.FujiDecoder(side="initiator").feed(t.value())
+    assert resp.code == 0x2001 and t.disconnecting
+    p.connectionLost(None)
+    assert te.disconnecting
+
+
+def test_an_init_request_in_the_middle_of_a_session_ends_it(tmp_path):
+    factory, clock, camera = _factory(tmp_path)
+    p, t = _connect(factory)
+    p.dataReceived(fuji.InitRequest(GUID, "gphoto").encode() * 2)
+    acks = fuji.FujiDecoder(side="initiator").feed(t.value())
+    assert [type(a) for a in acks] == [fuji.InitAck, fuji.InitAck]      # both get their ack
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x1002, 0, struct.pack("<I", 1)).encode())
+    assert not t.disconnecting
+    p.dataReceived(fuji.InitRequest(GUID, "again").encode())
+    assert t.disconnecting
+
+
+def test_a_refused_initiator_gets_init_fail(tmp_path):
+    from zope.interface import implementer
+
+    from ptpip.interfaces import IInitiatorPolicy
+
+    @implementer(IInitiatorPolicy)
+    class Nobody:
+        def accept(self, initiator: Any) -> bool:
+            return False
+    factory, clock, camera = _factory(tmp_path, policy=Nobody())
+    p, t = _connect(factory)
+    p.dataReceived(fuji.InitRequest(GUID, "stranger").encode())
+    assert fuji.decode(t.value(), "initiator") == fuji.InitFail(1) and t.disconnecting
+
+
+def test_the_next_command_waits_while_the_peer_does_not_read(tmp_path):
+    factory, clock, camera = _factory(tmp_path, stall_timeout=30.0)
+    p, t = _connect(factory)
+    p.dataReceived(fuji.InitRequest(GUID, "gphoto").encode())
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x1002, 0, struct.pack("<I", 1)).encode())
+    t.clear()
+    p.pauseProducing()                              # the socket buffer is full
+    p.dataReceived(fuji.Container(fuji.COMMAND, 0x1001, 1).encode())
+    assert t.value() == b""                         # not answered while the peer does not read
+    p.resumeProducing()
+    assert len(fuji.FujiDecoder(side="initiator").feed(t.value())) == 2   # data, then response
+    p.pauseProducing()
+    clock.advance(31)
+    assert t.disconnecting                          # and not for ever
