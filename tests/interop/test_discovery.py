@@ -79,14 +79,17 @@ def test_discover_finds_the_camera_with_its_guid_in_another_namespace(namespaces
 
 
 UPNP_CLIENT = os.path.join(os.path.dirname(sys.executable), "upnp-client")
+GI_PYTHON = "/usr/bin/python3"
+GSSDP_BROWSE = os.path.join(os.path.dirname(__file__), "gssdp_browse.py")
 UDN = "uuid:01234567-89ab-cdef-0123-456789abcdef"
 
 
 def test_ssdp_announcement_seen_by_an_independent_control_point_and_by_ptpip(namespaces, tmp_path):
     """SSDP between two namespaces: async-upnp-client's ``upnp-client`` (an independent
     UPnP stack) hears the NOTIFYs (alive at start, byebye at stop) and finds the camera
-    with M-SEARCH; curl fetches its description; ``ptpip discover`` lists it as found
-    over SSDP as well as DNS-SD."""
+    with M-SEARCH, so does GSSDP's resource browser (Debian's libgssdp, through
+    PyGObject); curl fetches its description; ``ptpip discover`` lists it as found over
+    SSDP as well as DNS-SD."""
     assert os.path.exists(UPNP_CLIENT), "upnp-client (async-upnp-client, a test extra) is needed"
     assert shutil.which("curl"), "curl is needed (.ci/run installs it)"
     a, b, address = namespaces
@@ -107,6 +110,13 @@ def test_ssdp_announcement_seen_by_an_independent_control_point_and_by_ptpip(nam
         assert found, "upnp-client search found no camera"
         location = found[0]["LOCATION"]
         assert location.startswith(f"http://{address}:")
+        # GSSDP (GNOME's SSDP stack, as gssdp-discover used it) finds it too.
+        assert os.path.exists(GI_PYTHON), "the system python3 with gi (python3-gi) is needed"
+        p = in_ns(b, GI_PYTHON, GSSDP_BROWSE, f"vb{a[4:]}", "urn:schemas-twisted-ptpip:service:PTPIP:1", "4")
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err.decode()
+        gssdp = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        assert [g["locations"] for g in gssdp if g["usn"].startswith(UDN)] == [[location]], out
         p = in_ns(b, "curl", "-sf", location)
         xml, err = p.communicate(timeout=30)
         assert p.returncode == 0, err.decode()

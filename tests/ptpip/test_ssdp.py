@@ -90,3 +90,30 @@ async def test_the_announcer_answers_searches_for_its_targets_only(reactor, monk
         await defer.maybeDeferred(a.stopService)
 
 
+
+
+def test_searches_from_afar_or_too_often_are_not_answered():
+    """The announcer is no reflector: a search from outside its networks gets nothing, the
+    same searcher at most one answer a second, and few answers are owed at once."""
+    from twisted.internet import task
+
+    from ptpip.ssdp import _SSDP, MAX_PENDING_ANSWERS, SSDPAnnouncer
+    clock = task.Clock()
+    a = SSDPAnnouncer(GUID, name="Cam", manufacturer="M", model="X", serial="1", port=15740,
+                      addresses=[], reactor=clock)
+    a._networks = [__import__("ipaddress").ip_network("10.9.8.0/24")]
+    answered: list = []
+    a.answer = lambda answers, addr: answered.append(addr)           # type: ignore[method-assign]
+    p = _SSDP(a)
+    search = ssdp.search_request("ssdp:all", 1)
+    p.datagramReceived(search, ("203.0.113.5", 1900))               # not ours
+    p.datagramReceived(search, ("10.9.8.7", 1900))
+    p.datagramReceived(search, ("10.9.8.7", 1900))                  # again within a second
+    clock.advance(1.5)
+    assert answered == [("10.9.8.7", 1900)]
+    p.datagramReceived(search, ("10.9.8.7", 1900))                  # a second later: answered
+    clock.advance(1.5)
+    assert len(answered) == 2
+    for i in range(MAX_PENDING_ANSWERS + 10):
+        p.datagramReceived(search, (f"10.9.8.{i % 250}", 1000 + i))
+    assert p.pending <= MAX_PENDING_ANSWERS
