@@ -91,9 +91,14 @@ def read_cameras(path: str) -> list[dict[str, Any]]:
             parts = endpoint.split(":")
             if len(parts) > 1 and parts[1] == "0":
                 continue                  # any free port: never the same as another's
-            if endpoint in seen["listen"]:
-                raise CamerasFileError(f"{where}: listens on {endpoint!r} like camera {seen['listen'][endpoint]}")
-            seen["listen"][endpoint] = i
+            # A Fuji takes the next two ports too (events, live view).
+            ports = _ports(endpoint, 3 if spec.get("profile") == "fuji" else 1)
+            for taken in ports:
+                if taken in seen["listen"]:
+                    shown = endpoint if taken == ports[0] else taken
+                    raise CamerasFileError(f"{where}: listens on {shown!r} like camera {seen['listen'][taken]}")
+            for taken in ports:
+                seen["listen"][taken] = i
         out.append(spec)
     return out
 
@@ -109,3 +114,19 @@ def _code(name: Any, where: str) -> int:
         return int(text, 0)
     except ValueError:
         raise CamerasFileError(f"{where}: unknown property {text!r} in presets") from None
+
+
+def _ports(endpoint: str, count: int) -> list[str]:
+    """*endpoint* and the next ``count - 1`` ports, as comparable ``kind:port:interface`` keys."""
+    parts = endpoint.split(":")
+    kind, port, iface = parts[0], None, ""
+    for i, part in enumerate(parts[1:], 1):
+        if part.startswith("port="):
+            port = part[5:]
+        elif part.startswith("interface="):
+            iface = part[10:]
+        elif i == 1 and part.isdigit():
+            port = part
+    if port is None or not port.isdigit():
+        return [endpoint]
+    return [f"{kind}:{int(port) + k}:{iface}" for k in range(count)]

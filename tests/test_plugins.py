@@ -301,6 +301,8 @@ presets = {{ FNumber = "800" }}
      "--preset 0xD101=7"),
     ("[[camera]]\nname = 'x'\nlisten = 1\n", "listen must be str or list"),
     ("[[camera]\n", "not TOML"),
+    ("[[camera]]\nname = 'f'\nprofile = 'fuji'\nlisten = 'tcp:55740'\n[[camera]]\nname = 'n'\n"
+     "listen = 'tcp:port=55741'\n", "camera 'n': listens on 'tcp:port=55741' like camera 1"),
     ("[[camera]]\nname = 'x'\nlisten = 'tcp:1'\nroot = '/tmp'\n[[camera]]\nname = 'y'\nlisten = 'tcp:2'\n"
      "root = '/tmp/'\n", "camera 'y': the same root as camera 1"),
 ])

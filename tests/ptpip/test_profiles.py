@@ -435,3 +435,14 @@ def test_nikon_get_event_ends_with_the_capture(tmp_path):
     d.op(Op.OpenSession, 2)
     with pytest.raises(OperationError):                             # the picture went with the session
         d.op(Op.GetObject, SDRAM_HANDLE)
+
+
+def test_nikon_af_capture_sdram_takes_the_same_path(tmp_path):
+    """AfCaptureSDRAM (0x90CB, what libgphoto2 sends with autofocus on) focuses and shoots
+    into SDRAM like InitiateCaptureRecInSdram."""
+    d = Driver(tmp_path, "nikon")
+    d.op(NikonOp.AfCaptureSDRAM)
+    while d.op(NikonOp.DeviceReady).code == ResponseCode.DeviceBusy:
+        pass
+    assert nikon_events(d.op(NikonOp.GetEvent).data)[0] == (NikonEvent.ObjectAddedInSDRAM, SDRAM_HANDLE)
+    assert d.op(Op.GetObject, SDRAM_HANDLE).data == b"\xff\xd8picture\xff\xd9"
