@@ -3,16 +3,18 @@
 :class:`FujiResponderFactory` serves an :class:`~ptpip.interfaces.IResponderDevice`
 (normally a camera with the ``fuji`` profile) the way a Fuji X camera does over Wi-Fi:
 commands on port P (55740), events on P+1 (55741, no handshake: the first connection
-from the initiator's address is its event channel), live view on P+2 (accepted and kept
-open; nothing is streamed yet). The framing is :mod:`ptpip.wire.fuji`: each init
-request answered with an ack, then one transaction at a time, each data phase one data
-container, and a data container before every answer of a data-in operation, even an
-error (libgphoto2 would otherwise read the response as the data and wait 2.5 s).
+from the initiator's address is its event channel), live view on P+2 (a few frames a
+second of the camera's viewfinder, as long as the initiator reads them). The framing is
+:mod:`ptpip.wire.fuji`: each init request answered with an ack, then one transaction at
+a time, each data phase one data container, and a data container before every answer of
+a data-in operation, even an error (libgphoto2 would otherwise read the response as the
+data and wait 2.5 s).
 """
 
 from __future__ import annotations
 
 import itertools
+import struct
 from typing import Any
 
 from twisted.internet import defer, protocol
@@ -34,6 +36,11 @@ DATA_IN = frozenset({Op.GetDeviceInfo, Op.GetStorageIDs, Op.GetStorageInfo, Op.G
                      Op.GetDevicePropValue, 0x902B})
 #: Operations followed by a data container from the initiator.
 DATA_OUT = frozenset({Op.SetDevicePropValue, Op.SendObjectInfo, Op.SendObject})
+#: Bytes between a live view blob's length and its JPEG.
+LIVE_VIEW_HEADER = 14
+#: Live view frames a second while the peer keeps reading.
+LIVE_VIEW_RATE = 5
+
 #: Events kept for an event channel that is not there yet.
 MAX_PENDING_EVENTS = 64
 
@@ -416,15 +423,20 @@ class FujiEventProtocol(protocol.Protocol):
             self.command.events.channel = None
 
 
+@implementer(IPushProducer)
 class FujiLiveViewProtocol(protocol.Protocol):
-    """The live view channel of one command channel: kept open and silent until live view
-    is emulated, and closed with its command channel."""
+    """The live view channel of one command channel: frames as ``u32 length, 14-byte
+    header, JPEG`` blobs, a few a second while the peer reads them (libgphoto2 reads one
+    per preview); closed with its command channel."""
 
     transport: Any
 
     def __init__(self, factory: FujiResponderFactory) -> None:
         self.factory = factory
         self.command: FujiCommandProtocol | None = None
+        self.paused = False
+        self._next: Any = None
+        self._busy = False
 
     def connectionMade(self) -> None:
         self.command = _owner(self.factory, self.transport, kind="liveview")
@@ -432,13 +444,53 @@ class FujiLiveViewProtocol(protocol.Protocol):
             self.transport.loseConnection()
             return
         self.command.liveview = self
+        self.transport.registerProducer(self, True)
+        self._send()
+
+    def _send(self) -> None:
+        self._next = None
+        source = getattr(self.factory.device, "live_view", None)
+        if source is None or self.paused or self._busy or self.transport is None or self.command is None:
+            return
+        self._busy = True
+        d = defer.maybeDeferred(source.frame)
+        d.addCallback(self._frame)
+        d.addErrback(lambda f: self.log.failure("a live view frame failed", f))
+        d.addBoth(self._sent)
+
+    def _frame(self, jpeg: bytes) -> None:
+        if self.transport is not None and self.command is not None:
+            self.transport.write(struct.pack("<I", 4 + LIVE_VIEW_HEADER + len(jpeg)) + bytes(LIVE_VIEW_HEADER) + jpeg)
+
+    def _sent(self, _: Any) -> None:
+        self._busy = False
+        if self.command is not None and not self.paused:
+            self._next = self.factory.reactor.callLater(1 / LIVE_VIEW_RATE, self._send)
+
+    log = Logger()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self._next is None and not self._busy:
+            self._send()
+
+    def stopProducing(self) -> None:
+        self.pauseProducing()
 
     def dataReceived(self, data: bytes) -> None:
         pass
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.pauseProducing()
         if self.command is not None and self.command.liveview is self:
             self.command.liveview = None
+        self.command = None
 
 
 class _Sub(protocol.Factory):

@@ -248,3 +248,10 @@ class ICaptureSource(Interface):
 
     def capture(object_format):
         """Return (or a Deferred of) ``(filename, data_bytes)`` for a new picture."""
+
+
+class ILiveViewSource(Interface):
+    """What the camera's viewfinder shows, one frame at a time (live view)."""
+
+    def frame():
+        """A Deferred firing with the next frame, a JPEG (baseline JFIF, no EXIF thumbnail)."""

@@ -82,6 +82,9 @@ class Camera:
             properties = DeviceProperties(self.profile.make_properties())
         self.properties = IDeviceProperties(properties)
         self.capture_source = ICaptureSource(capture) if capture is not None else None
+        #: The viewfinder (an :class:`~ptpip.interfaces.ILiveViewSource`) of the vendor
+        #: live view paths; None for a camera without one.
+        self.live_view: Any = None
         p = self.profile
         self.manufacturer = manufacturer if manufacturer is not None else p.manufacturer
         self.model = model if model is not None else p.model
@@ -513,5 +516,8 @@ def filesystem_camera(root: str | None = None, *, capture_folder: str | None = N
     if root is None:
         root = demo_root()
     store = FilesystemStore(root, allow_format=allow_format, read_only=read_only)
+    from .liveview import TestCardLiveView
     capture = FolderCapture(capture_folder) if capture_folder else TestCardCapture()
-    return Camera(store, None, capture, **kwargs)
+    camera = Camera(store, None, capture, **kwargs)
+    camera.live_view = TestCardLiveView()
+    return camera

@@ -20,9 +20,13 @@ What the driver does and checks (libgphoto2 2.5.30 and 2.5.34, ``camlibs/ptp2``)
   pieces and freed by TransferComplete (0x9117); with the card (1) it is written to
   DCIM/100CANON and announced by ObjectAddedEx. CameraStatus 0 ends either.
 
-Not emulated (and not advertised, since the driver changes its path for them): live view
-(0x9151-0x9153), the OLC info group (0x913D), bulb, movie recording and RAW files (an
-ImageFormat of RAW still makes a JPEG).
+Live view: with EVFOutputDevice 0xD1B0 set to 2 (the PC, as gphoto2 sets it) GetViewFinderData
+0x9153 answers a frame as a ``u32 size, u32 type 1, JPEG`` record (NotReady 0xA102 before);
+InitiateViewfinder/TerminateViewfinder 0x9151/0x9152 switch it.
+
+Not emulated (and not advertised, since the driver changes its path for them): the OLC
+info group (0x913D), bulb, movie recording and RAW files (an ImageFormat of RAW still
+makes a JPEG).
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ MAX_RECORDS = 1024
 #: Pictures held for the host at once; a release beyond answers DeviceBusy.
 MAX_HELD = 8
 
+#: EVFOutputDevice: the viewfinder goes to the PC (live view over the network).
+EVF_PC = 2
+#: GetViewFinderData before the viewfinder is on (libgphoto2 retries it for 3 s).
+EOS_NOT_READY = 0xA102
+
 #: Handles of pictures held in memory for the host (outside the card's range).
 HELD_BASE = 0x7F000000
 
@@ -92,7 +101,8 @@ def eos_properties(model: str, serial: str) -> list[Property]:
         _enum(P.BatteryPower, DataType.UINT16, 2, (0, 1, 2, 4, 5), writable=False),   # 2: full
         _range(P.AvailableShots, DataType.UINT32, 999, 0, 0xFFFFFFFF, 1, writable=False),
         _enum(P.CaptureDestination, DataType.UINT32, DESTINATION_CARD, (DESTINATION_CARD, DESTINATION_PC)),
-        _enum(P.EVFOutputDevice, DataType.UINT16, 0, (0, 1, 2)),
+        _enum(P.EVFOutputDevice, DataType.UINT16, 0, (0, 1, EVF_PC)),
+        _enum(P.EVFMode, DataType.UINT16, 0, (0, 1)),
         Property(P.Owner, DataType.STR, "", True),
         Property(P.Artist, DataType.STR, "", True),
         Property(P.Copyright, DataType.STR, "", True),
@@ -138,6 +148,9 @@ class CanonEOSSession(VendorSession):
             CanonOp.RemoteReleaseOn: self.remoteReleaseOn,
             CanonOp.RemoteReleaseOff: self.remoteReleaseOff,
             CanonOp.TransferComplete: self.transferComplete,
+            CanonOp.InitiateViewfinder: self.initiateViewfinder,
+            CanonOp.TerminateViewfinder: self.terminateViewfinder,
+            CanonOp.GetViewFinderData: self.getViewFinderData,
             CanonOp.PCHDDCapacity: self._ok,
             CanonOp.KeepDeviceOn: self._ok,
             CanonOp.SetUILock: self._ok,
@@ -274,6 +287,25 @@ class CanonEOSSession(VendorSession):
         props.set(code, decode_value(code, desc.datatype, raw))
         return Response()
 
+    # -- live view ----------------------------------------------------------------------
+    def initiateViewfinder(self, *_: int) -> Response:
+        self.camera.properties.set(P.EVFOutputDevice, EVF_PC)
+        return Response()
+
+    def terminateViewfinder(self, *_: int) -> Response:
+        if self.camera.properties.get(P.EVFOutputDevice) & EVF_PC:
+            self.camera.properties.set(P.EVFOutputDevice, 0)
+        return Response()
+
+    def getViewFinderData(self, *_: int) -> Any:
+        """One viewfinder frame as a ``u32 size, u32 type 1, JPEG`` record, while the
+        viewfinder goes to the PC (EVFOutputDevice 2); NotReady (0xA102) otherwise."""
+        source = self.camera.live_view
+        if source is None or not self.camera.properties.get(P.EVFOutputDevice) & EVF_PC:
+            return Response(EOS_NOT_READY)
+        return defer.maybeDeferred(source.frame).addCallback(
+            lambda jpeg: Response(data=record(1, jpeg)))
+
     # -- release ------------------------------------------------------------------------
     def remoteRelease(self, *_: int) -> Response:
         return self._release()
@@ -405,6 +437,8 @@ class CanonEOSProfile(Profile):
                CanonOp.GetObjectInfoEx, CanonOp.SetDevicePropValueEx, CanonOp.SetRemoteMode,
                CanonOp.SetEventMode, CanonOp.GetEvent, CanonOp.TransferComplete, CanonOp.PCHDDCapacity,
                CanonOp.KeepDeviceOn, CanonOp.SetUILock, CanonOp.ResetUILock, CanonOp.RemoteRelease]
+        if camera.live_view is not None:
+            ops += [CanonOp.InitiateViewfinder, CanonOp.TerminateViewfinder, CanonOp.GetViewFinderData]
         if self.release_on_off:
             ops += [CanonOp.RemoteReleaseOn, CanonOp.RemoteReleaseOff]
         return ops

@@ -19,6 +19,18 @@ from ..wire.errors import OperationError
 def draw_test_card(width: int = 1600, height: int = 1200, stamp: str | None = None,
                    counter: int = 0, quality: int = 88) -> bytes:
     """A JPEG test card: colour bars, a grey ramp, a circle and a time stamp (Pillow)."""
+    im = card_image(width, height, stamp, counter)
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=quality)
+    thumb = im.copy()
+    thumb.thumbnail((160, 120))
+    small = io.BytesIO()
+    thumb.save(small, "JPEG", quality=75)
+    return with_exif_thumbnail(out.getvalue(), small.getvalue())
+
+
+def card_image(width: int, height: int, stamp: str | None = None, counter: int = 0) -> Any:
+    """The test card as a Pillow image (for pictures and live view frames alike)."""
     from PIL import Image, ImageDraw, ImageFont
 
     im = Image.new("RGB", (width, height), (16, 16, 16))
@@ -46,13 +58,7 @@ def draw_test_card(width: int = 1600, height: int = 1200, stamp: str | None = No
         font = ImageFont.load_default()
     d.text((width // 40, height * 5 // 6 + height // 40), f"ptpip  #{counter:04d}  {text}",
            fill=(255, 255, 255), font=font)
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=quality)
-    thumb = im.copy()
-    thumb.thumbnail((160, 120))
-    small = io.BytesIO()
-    thumb.save(small, "JPEG", quality=75)
-    return with_exif_thumbnail(out.getvalue(), small.getvalue())
+    return im
 
 
 def with_exif_thumbnail(jpeg: bytes, thumbnail: bytes) -> bytes:

@@ -18,8 +18,9 @@ device behind it. What the driver does and checks (libgphoto2 2.5.30 and 2.5.34)
   (0x500D, UINT32 Fuji codes: 3906 = 1/250), ``iso`` (0x500F, INT32), ``f-number``
   (0x5007); at exit 0xD207 goes back to 1 (the camera).
 
-Not emulated: live view on the third port (it is accepted and kept silent), the Fuji
-device info 0x902B (libgphoto2 2.5.34 misreads it), uploads, bulb and movie.
+Live view goes on the third port (:class:`ptpip.fuji.FujiLiveViewProtocol`). Not
+emulated: the Fuji device info 0x902B (libgphoto2 2.5.34 misreads it), uploads, bulb and
+movie.
 """
 
 from __future__ import annotations

@@ -20,10 +20,13 @@ What the driver does and checks (libgphoto2 2.5.30 and 2.5.34, ``camlibs/ptp2``)
   plus Nikon's own listed by 0x90CA (ExposureTime 0xD100 as numerator<<16|denominator,
   RecordingMedia, MaximumShots, ...), each with a GetDevicePropDesc.
 
+Live view: StartLiveView 0x9201 sets LiveViewStatus 0xD1A2 to 1, GetLiveViewImg 0x9203
+answers a frame behind a 384-byte header (NotLiveView 0xA00B while off), EndLiveView 0x9202
+(sent at every exit) answers OK.
+
 Not advertised, because the driver changes its path for them and they are not emulated:
 GetEventEx 0x941C, GetVendorCodes 0x9439, CurveDownload 0x90C5, the Wi-Fi profile
-operations, live view 0x9201/0x9202 (EndLiveView is sent at every exit once advertised)
-and InitiateCaptureRecInMedia 0x9207.
+operations and InitiateCaptureRecInMedia 0x9207.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ SDRAM_HANDLE = 0xFFFF0001
 SHUTTER_SPEEDS = ((1, 4000), (1, 2000), (1, 1000), (1, 500), (1, 250), (1, 125), (1, 60), (1, 30),
                   (1, 15), (1, 8), (1, 4), (1, 2), (1, 1), (2, 1), (4, 1), (8, 1), (15, 1), (30, 1))
 
+#: GetLiveViewImg while live view is off.
+NIKON_NOT_LIVE_VIEW = 0xA00B
+#: Bytes before the JPEG of a live view frame (newer bodies' header size; zeros here).
+LIVE_VIEW_HEADER = 384
+
 #: Events kept for a GetEvent that does not come.
 MAX_EVENTS = 1024
 
@@ -67,7 +75,7 @@ def nikon_properties() -> list[Property]:
         _enum(NikonProp.ACPower, DataType.UINT8, 0, (0, 1), writable=False),
         _enum(NikonProp.AutofocusMode, DataType.UINT8, 0, (0, 1, 2, 3, 4)),
         _enum(NikonProp.LongExposureNoiseReduction, DataType.UINT8, 0, (0, 1)),
-        _enum(NikonProp.LiveViewStatus, DataType.UINT8, 0, (0,), writable=False),
+        _enum(NikonProp.LiveViewStatus, DataType.UINT8, 0, (0, 1), writable=False),
         _enum(NikonProp.CameraOrientation, DataType.UINT8, 0, (0, 1, 2, 3), writable=False),
     ]
 
@@ -99,6 +107,9 @@ class NikonSession(VendorSession):
             NikonOp.AfCaptureSDRAM: self.afCaptureSdram,
             NikonOp.ChangeCameraMode: self.changeCameraMode,
             NikonOp.DelImageSDRAM: self.delImageSdram,
+            NikonOp.StartLiveView: self.startLiveView,
+            NikonOp.EndLiveView: self.endLiveView,
+            NikonOp.GetLiveViewImg: self.getLiveViewImg,
             # The picture in SDRAM is an object too; anything else goes to the card.
             Op.GetObjectInfo: self._sdramOr(Op.GetObjectInfo, s.getObjectInfo),
             Op.GetObject: self._sdramOr(Op.GetObject, s.getObject),
@@ -140,6 +151,27 @@ class NikonSession(VendorSession):
     def changeCameraMode(self, mode: int, *_: int) -> Response:
         self.control_mode = mode
         return Response()
+
+    # -- live view --------------------------------------------------------------------
+    def startLiveView(self, *_: int) -> Response:
+        props: Any = self.camera.properties          # the device side changes a read-only value
+        props.setInternal(NikonProp.LiveViewStatus, 1)
+        return Response()
+
+    def endLiveView(self, *_: int) -> Response:
+        # libgphoto2 sends it at every exit once it is advertised: OK even when off.
+        props: Any = self.camera.properties
+        props.setInternal(NikonProp.LiveViewStatus, 0)
+        return Response()
+
+    def getLiveViewImg(self, *_: int) -> Any:
+        """A frame behind a 384-byte header (libgphoto2 finds the JPEG by its markers);
+        NotLiveView (0xA00B) while live view is off."""
+        source = self.camera.live_view
+        if source is None or not self.camera.properties.get(NikonProp.LiveViewStatus):
+            return Response(NIKON_NOT_LIVE_VIEW)
+        return defer.maybeDeferred(source.frame).addCallback(
+            lambda jpeg: Response(data=bytes(LIVE_VIEW_HEADER) + jpeg))
 
     # -- capture into SDRAM -----------------------------------------------------------
     def captureInSdram(self, *_: int) -> Response:
@@ -222,6 +254,8 @@ class NikonProfile(Profile):
                NikonOp.ChangeCameraMode, NikonOp.DelImageSDRAM]
         if camera.capture_source is not None:
             ops += [NikonOp.InitiateCaptureRecInSdram, NikonOp.AfCaptureSDRAM]
+        if camera.live_view is not None:
+            ops += [NikonOp.StartLiveView, NikonOp.EndLiveView, NikonOp.GetLiveViewImg]
         return ops
 
     def advertised_properties(self, camera: Any) -> list[int]:

@@ -8,7 +8,7 @@ Run as a separate process (libgphoto2 blocks, and its settings live under $HOME)
 It prints what the gphoto2 command prints for the same action, where the tests look:
 ``summary``; ``list`` (``FILE /folder/name`` lines); ``get-all DEST``; ``capture DEST``
 (``New file is in location /folder/name``; ``--card`` captures to the card, ``--keep``
-keeps it there); ``list-config``; ``get NAME``
+keeps it there); ``preview DEST`` (one live view frame); ``list-config``; ``get NAME``
 (``Current: value``); ``set NAME VALUE``; ``wait SECONDS`` (the event lines of
 ``gphoto2 --wait-event``).
 """
@@ -102,6 +102,9 @@ def main(argv: list[str]) -> int:
             print("Saving file as", where.name)
             if "--keep" not in args:
                 camera.file_delete(where.folder, where.name)
+        elif action == "preview":
+            camera.capture_preview().save(os.path.join(args[0], "capture_preview.jpg"))
+            print("Saving file as capture_preview.jpg")
         elif action == "list-config":
             print("\n".join(widgets(camera.get_config(), "/main")))
         elif action == "get":

@@ -112,6 +112,8 @@ def _cli(action: tuple[str, ...]) -> list[str]:
         "get-all": lambda: ["--get-all-files"],
         "capture": lambda: (["--set-config", "capturetarget=Memory card"] if "--card" in args else [])
         + ["--capture-image-and-download", "--force-overwrite"] + (["--keep"] if "--keep" in args else []),
+        "preview": lambda: ["--capture-preview", "--force-overwrite"],
+        "movie": lambda: [f"--capture-movie={args[0]}", "--force-overwrite"],
         "list-config": lambda: ["--list-config"],
         "get": lambda: ["--get-config", args[0]],
         "set": lambda: ["--set-config", f"{args[0]}={args[1]}"],
@@ -343,3 +345,34 @@ async def test_generic_profile_is_the_default(reactor, tmp_path):
         assert (info.manufacturer, info.model, info.vendor_extension_id) == ("Twisted PTP-IP", "Virtual Camera", 0)
     finally:
         await stop_responder(r)
+
+
+@pytest_twisted.ensureDeferred
+async def test_capture_preview_shows_the_viewfinder(vendor, tmp_path):
+    """``--capture-preview`` takes the vendor's live view path and saves a frame of the
+    camera's viewfinder; ``--capture-movie`` strings frames that move."""
+    from PIL import Image
+    dest = tmp_path / "preview"
+    dest.mkdir()
+    drawn = vendor.camera.live_view.count
+    await vendor.peer.run("preview", str(dest), cwd=str(dest), debug=True)
+    with Image.open(dest / "capture_preview.jpg") as im:
+        assert (im.format, im.size) == ("JPEG", (640, 480))
+    assert vendor.camera.live_view.count > drawn
+    name = vendor.profile.name
+    if name.startswith("canon"):
+        # A frame comes only with the viewfinder sent to the PC (0xD1B0 = 2, set by gphoto2
+        # with 0x9110); TerminateViewfinder at exit gives it back.
+        codes = [CanonOp.SetDevicePropValueEx, CanonOp.GetViewFinderData, CanonOp.TerminateViewfinder]
+        assert vendor.camera.properties.get(CanonEOSProp.EVFOutputDevice) == 0
+    elif name == "nikon":
+        codes = [NikonOp.StartLiveView, NikonOp.GetLiveViewImg]
+    else:
+        codes = []                                   # Fuji: frames on its live view port
+    _seen(vendor, *codes)
+    _debug_shows(vendor, *codes)
+    if vendor.peer.kind == "debian":
+        await vendor.peer.run("movie", "3", cwd=str(dest))
+        movie = (dest / "movie.mjpg").read_bytes()
+        frames = [b"\xff\xd8" + f for f in movie.split(b"\xff\xd8\xff")[1:]]
+        assert len(frames) >= 3 and len(set(frames)) == len(frames)           # each frame a new one

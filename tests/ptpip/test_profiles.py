@@ -254,7 +254,7 @@ def test_nikon_vendor_prop_codes_and_device_info(tmp_path):
     assert not set(codes) & set(info.device_properties_supported)   # never listed twice
     for code in codes:
         d.op(Op.GetDevicePropDesc, code)                            # each has a description
-    for op in (0x941C, 0x9439, 0x9201, 0x9202, 0x9207, 0x90C5):
+    for op in (0x941C, 0x9439, 0x9207, 0x90C5):
         assert op not in info.operations_supported
 
 
@@ -446,3 +446,55 @@ def test_nikon_af_capture_sdram_takes_the_same_path(tmp_path):
         pass
     assert nikon_events(d.op(NikonOp.GetEvent).data)[0] == (NikonEvent.ObjectAddedInSDRAM, SDRAM_HANDLE)
     assert d.op(Op.GetObject, SDRAM_HANDLE).data == b"\xff\xd8picture\xff\xd9"
+
+
+class _Frames:
+    """A live view source whose frames are known."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def frame(self) -> Any:
+        self.count += 1
+        return defer.succeed(b"\xff\xd8frame%d\xff\xd9" % self.count)
+
+
+def test_eos_viewfinder_frames_once_sent_to_the_pc(tmp_path):
+    d = Driver(tmp_path, "canon-eos")
+    d.camera.live_view = _Frames()
+    assert CanonOp.GetViewFinderData in d.camera.operations()
+    d.op(CanonOp.GetEvent)
+    r = d.op(CanonOp.GetViewFinderData, 0x00200000, 0, 0)
+    assert r.code == 0xA102 and r.data is None                     # not ready: no data phase
+    d.op(CanonOp.SetDevicePropValueEx, data=bytes.fromhex("0c000000" "b0d10000" "02000000"))
+    r = d.op(CanonOp.GetViewFinderData, 0x00200000, 0, 0)
+    jpeg = b"\xff\xd8frame1\xff\xd9"
+    assert r.data == struct.pack("<II", 8 + len(jpeg), 1) + jpeg
+    d.op(CanonOp.TerminateViewfinder)
+    assert d.op(CanonOp.GetViewFinderData, 0x00200000, 0, 0).code == 0xA102
+
+
+def test_nikon_live_view_frames_behind_their_header(tmp_path):
+    from ptpip.devices.nikon import LIVE_VIEW_HEADER
+    d = Driver(tmp_path, "nikon")
+    d.camera.live_view = _Frames()
+    assert d.op(NikonOp.GetLiveViewImg).code == 0xA00B            # NotLiveView
+    d.op(NikonOp.StartLiveView)
+    assert d.op(Op.GetDevicePropValue, 0xD1A2).data == b"\x01"     # LiveViewStatus on
+    data = d.op(NikonOp.GetLiveViewImg).data
+    assert data[:LIVE_VIEW_HEADER] == bytes(LIVE_VIEW_HEADER) and data[LIVE_VIEW_HEADER:] == b"\xff\xd8frame1\xff\xd9"
+    assert d.op(NikonOp.EndLiveView).code == ResponseCode.OK
+    assert d.op(NikonOp.EndLiveView).code == ResponseCode.OK      # OK when off too (sent at every exit)
+    assert d.op(NikonOp.GetLiveViewImg).code == 0xA00B
+
+
+def test_live_view_frames_are_plain_jpegs_that_move():
+    import io
+
+    from PIL import Image
+
+    from ptpip.devices.liveview import draw_live_frame
+    a, b = draw_live_frame(320, 240, 1), draw_live_frame(320, 240, 2)
+    assert a != b and a[:2] == b"\xff\xd8" and a.count(b"\xff\xd8") == 1 and a.endswith(b"\xff\xd9")
+    with Image.open(io.BytesIO(a)) as im:
+        assert im.size == (320, 240) and "exif" not in im.info     # no EXIF thumbnail to confuse a search
