@@ -382,6 +382,36 @@ async def cmd_props(reactor: Any, client: Any, args: argparse.Namespace) -> None
         _out(args, _desc_json(desc, vendor), _desc_text(desc, vendor))
 
 
+async def cmd_liveview(reactor: Any, client: Any, args: argparse.Namespace) -> None:
+    """Live view frames as MJPEG (concatenated JPEGs) to a file or stdout; a frame counter
+    and the rate on stderr."""
+    from .vendors import live_view
+    out: Any = sys.stdout.buffer if args.stdout else open(args.output, "wb")
+    started = time.monotonic()
+    counted = [0]
+
+    def frame(jpeg: bytes) -> None:
+        out.write(jpeg)
+        counted[0] += 1
+        if args.progress:
+            rate = counted[0] / max(1e-6, time.monotonic() - started)
+            sys.stderr.write(f"\rframe {counted[0]}  {rate:5.1f} fps")
+            sys.stderr.flush()
+    try:
+        n = await live_view(reactor, client, frame, frames=args.frames, duration=args.duration)
+    except PTPIPError as e:
+        raise CLIError(str(e)) from None
+    finally:
+        out.flush()
+        if not args.stdout:
+            out.close()
+    if args.progress:
+        sys.stderr.write("\n")
+    elapsed = time.monotonic() - started
+    sys.stderr.write(f"{n} frames in {elapsed:.1f} s ({n / max(elapsed, 1e-6):.1f} fps)"
+                     + ("" if args.stdout else f" -> {args.output}") + "\n")
+
+
 _OBJECT_EVENTS = frozenset({EventCode.ObjectAdded, EventCode.ObjectRemoved, EventCode.ObjectInfoChanged,
                             EventCode.RequestObjectTransfer})
 _STORE_EVENTS = frozenset({EventCode.StoreAdded, EventCode.StoreRemoved, EventCode.StoreFull,
@@ -473,7 +503,7 @@ async def cmd_events(reactor: Any, client: Any, args: argparse.Namespace) -> Non
 
 
 _COMMANDS = {"info": cmd_info, "ls": cmd_ls, "get": cmd_get, "put": cmd_put, "rm": cmd_rm,
-             "capture": cmd_capture, "props": cmd_props, "events": cmd_events}
+             "capture": cmd_capture, "props": cmd_props, "events": cmd_events, "liveview": cmd_liveview}
 
 
 def _common(defaults: bool) -> argparse.ArgumentParser:
@@ -521,6 +551,14 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("action", nargs="?", choices=["list", "get", "set", "reset"], default="list")
     pr.add_argument("property", nargs="?", help="a name (FNumber) or a code (0x5007)")
     pr.add_argument("value", nargs="?")
+    lv = command("liveview", "live view frames as MJPEG (Canon EOS, Nikon)")
+    lv.add_argument("--frames", type=int, default=0, help="stop after this many frames (0: no limit)")
+    lv.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: no limit)")
+    lv.add_argument("--stdout", action="store_true", help="write the MJPEG to standard output")
+    lv.add_argument("-o", "--output", default="liveview.mjpg", help="file to write (default liveview.mjpg)")
+    lv.add_argument("--progress", dest="progress", action="store_true", default=sys.stderr.isatty(),
+                    help="a frame counter and the rate on stderr (default: on a terminal)")
+    lv.add_argument("--no-progress", dest="progress", action="store_false")
     e = command("events", "print events as they come")
     e.add_argument("--count", type=int, default=0, help="stop after this many events")
     e.add_argument("--duration", type=float, default=0, help="stop after this many seconds")

@@ -248,3 +248,72 @@ class Nikon:
             yield _sleep(reactor, 0.1)
             waited += 0.1
         raise VendorCaptureError(f"no picture within {timeout} s of the capture")
+
+
+def _jpeg_in(data: bytes) -> bytes | None:
+    """The JPEG in a live view frame: from its first SOI to the first EOI after it."""
+    start = data.find(b"\xff\xd8")
+    end = data.find(b"\xff\xd9", start + 2) if start >= 0 else -1
+    return data[start:end + 2] if end >= 0 else None
+
+
+@defer.inlineCallbacks
+def live_view(reactor: Any, client: Any, on_frame: Any, *, frames: int = 0,
+              duration: float = 0.0) -> Generator[Any, Any, int]:
+    """Fetch live view frames from a Canon EOS or Nikon camera, calling ``on_frame(jpeg)``
+    for each, until *frames* frames or *duration* seconds (0: no limit); returns the count.
+    Live view is switched on first and off again at the end."""
+    vendor = vendor_of(client.device_info)
+    if vendor is None:
+        raise PTPIPError("this camera has no live view the initiator knows (Canon EOS or Nikon)")
+    started = reactor.seconds()
+    count = 0
+
+    def more() -> bool:
+        return (not frames or count < frames) and (not duration or reactor.seconds() - started < duration)
+    if vendor == "canon-eos":
+        eos_cam = EOS(client)
+        yield eos_cam.prepare()
+        if CanonEOSProp.EVFMode in eos_cam.values:
+            yield eos_cam.set(CanonEOSProp.EVFMode, 1)
+        yield eos_cam.set(CanonEOSProp.EVFOutputDevice, 2)
+        try:
+            while more():
+                r = yield client.session.request(CanonOp.GetViewFinderData, 0x00200000, 0, 0)
+                if r.code in (0xA102, ResponseCode.DeviceBusy):
+                    yield _sleep(reactor, 0.01)
+                    continue
+                r.check(CanonOp.GetViewFinderData)
+                data, pos = r.data or b"", 0
+                while pos + 8 <= len(data):
+                    size, kind = struct.unpack_from("<II", data, pos)
+                    if size < 8 or pos + size > len(data):
+                        break
+                    if kind in (1, 11):
+                        on_frame(data[pos + 8:pos + size])
+                        count += 1
+                        break
+                    pos += size
+        finally:
+            yield eos_cam.set(CanonEOSProp.EVFOutputDevice, 0)
+        return count
+    yield client.call(NikonOp.StartLiveView)
+    for _ in range(100):
+        r = yield client.session.request(NikonOp.DeviceReady)
+        if r.code not in (ResponseCode.DeviceBusy, 0xA200):
+            break
+        yield _sleep(reactor, 0.02)
+    try:
+        while more():
+            r = yield client.session.request(NikonOp.GetLiveViewImg)
+            if r.code == ResponseCode.DeviceBusy:
+                yield _sleep(reactor, 0.01)
+                continue
+            r.check(NikonOp.GetLiveViewImg)
+            jpeg = _jpeg_in(r.data or b"")
+            if jpeg:
+                on_frame(jpeg)
+                count += 1
+    finally:
+        yield client.session.request(NikonOp.EndLiveView)
+    return count

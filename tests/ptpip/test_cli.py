@@ -253,3 +253,31 @@ async def test_capture_and_props_take_the_vendor_paths(reactor, tmp_path):
                 assert code == 0 and "ISOSpeed" in out and "CaptureDestination" in out
         finally:
             await stop_responder(r)
+
+
+@pytest_twisted.ensureDeferred
+async def test_liveview_writes_mjpeg_that_ffprobe_counts(reactor, tmp_path):
+    """``ptpip liveview --frames 50 --stdout | ffprobe -f mjpeg -`` counts 50 frames, on a
+    Canon EOS and on a Nikon; live view is off again afterwards."""
+    import shlex
+    import shutil
+
+    from ptpip.devices.profiles import get_profile
+    ffprobe = shutil.which("ffprobe")
+    assert ffprobe, "ffprobe is needed (.ci/run installs ffmpeg)"
+    for name, prop in (("canon-eos", 0xD1B0), ("nikon", 0xD1A2)):
+        root = tmp_path / name
+        root.mkdir()
+        r = await start_responder(reactor, str(root), profile=get_profile(name))
+        try:
+            cmd = (f"{shlex.quote(sys.executable)} -m ptpip.cli --port {r.port} liveview --frames 50 --stdout"
+                   f" | {ffprobe} -v error -f mjpeg -count_frames -select_streams v:0"
+                   " -show_entries stream=nb_read_frames,width,height -of csv=p=0 -")
+            out, err, code = await utils.getProcessOutputAndValue(
+                "/bin/sh", ["-c", cmd], env=dict(os.environ), reactor=reactor)
+            assert code == 0, err.decode()
+            assert out.decode().strip() == "640,480,50", (out, err)
+            assert b"50 frames in" in err
+            assert r.camera.properties.get(prop) == 0             # switched off again
+        finally:
+            await stop_responder(r)
