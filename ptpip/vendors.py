@@ -29,19 +29,6 @@ MAX_POLLS = 256
 #: The Nikon SDRAM picture.
 NIKON_SDRAM = 0xFFFF0001
 
-#: Datatypes of the EOS properties (the camera never says: libgphoto2 has a table too).
-EOS_TYPES: dict[int, int] = {
-    CanonEOSProp.Aperture: DataType.UINT16, CanonEOSProp.ShutterSpeed: DataType.UINT16,
-    CanonEOSProp.ISOSpeed: DataType.UINT16, CanonEOSProp.ImageFormat: DataType.UINT16,
-    CanonEOSProp.AutoExposureMode: DataType.UINT16, CanonEOSProp.DriveMode: DataType.UINT16,
-    CanonEOSProp.MeteringMode: DataType.UINT8, CanonEOSProp.FocusMode: DataType.UINT16,
-    CanonEOSProp.WhiteBalance: DataType.UINT8, CanonEOSProp.ColorSpace: DataType.UINT16,
-    CanonEOSProp.BatteryPower: DataType.UINT16, CanonEOSProp.EVFOutputDevice: DataType.UINT16,
-    CanonEOSProp.Owner: DataType.STR, CanonEOSProp.Artist: DataType.STR,
-    CanonEOSProp.Copyright: DataType.STR, 0xD1AF: DataType.STR, 0xD1D8: DataType.STR,
-}
-
-
 class VendorCaptureError(PTPIPError):
     """The camera took no picture, or did not say so in time."""
 
@@ -117,7 +104,7 @@ class EOS:
         raise PTPIPError(f"GetEvent still had news after {MAX_POLLS} answers (a camera that is never done)")
 
     def value(self, code: int) -> Any:
-        return eos.decode_value(code, EOS_TYPES.get(code, DataType.UINT32), self.values[code])
+        return eos.decode_value(code, eos.DATATYPES.get(code, DataType.UINT32), self.values[code])
 
     @defer.inlineCallbacks
     def properties(self) -> Generator[Any, Any, list[DevicePropDesc]]:
@@ -128,14 +115,14 @@ class EOS:
         for code in sorted(self.values):
             value = self.value(code)
             choices = self.choices.get(code, ())
-            out.append(DevicePropDesc(code, EOS_TYPES.get(code, DataType.UINT32), True, value, value,
+            out.append(DevicePropDesc(code, eos.DATATYPES.get(code, DataType.UINT32), True, value, value,
                                       2 if choices else 0, None, choices))
         return out
 
     @defer.inlineCallbacks
     def set(self, code: int, value: Any) -> Generator[Any, Any, None]:
         yield self.prepare()
-        datatype = EOS_TYPES.get(code, DataType.UINT32)
+        datatype = eos.DATATYPES.get(code, DataType.UINT32)
         yield self.client.call(CanonOp.SetDevicePropValueEx, data=eos.set_prop_value(code, datatype, value))
         yield self.poll()
 
@@ -213,18 +200,24 @@ class Nikon:
         return [struct.unpack_from("<HI", data, 2 + 6 * i) for i in range(n)]
 
     @defer.inlineCallbacks
+    def wait_ready(self, reactor: Any, timeout: float, pause: float) -> Generator[Any, Any, float]:
+        """DeviceReady until the camera is no longer busy (0x2019, 0xA200); the seconds waited."""
+        waited = 0.0
+        while waited < timeout:
+            r = yield self.client.session.request(NikonOp.DeviceReady)
+            if r.code not in (ResponseCode.DeviceBusy, 0xA200):
+                r.check(NikonOp.DeviceReady)
+                break
+            yield _sleep(reactor, pause)
+            waited += pause
+        return waited
+
+    @defer.inlineCallbacks
     def capture(self, reactor: Any, timeout: float = 30.0) -> Generator[Any, Any, list[Captured]]:
         """InitiateCaptureRecInSdram, DeviceReady until not busy, then the SDRAM picture
         (fetched and freed) or the card's new object."""
         yield self.client.call(NikonOp.InitiateCaptureRecInSdram, 0xFFFFFFFF)
-        waited = 0.0
-        while waited < timeout:
-            r = yield self.client.session.request(NikonOp.DeviceReady)
-            if r.code != ResponseCode.DeviceBusy:
-                r.check(NikonOp.DeviceReady)
-                break
-            yield _sleep(reactor, 0.1)
-            waited += 0.1
+        waited = yield self.wait_ready(reactor, timeout, 0.1)
         got: list[Captured] = []
         while waited < timeout:
             for code, param in (yield self.events()):
@@ -284,25 +277,15 @@ def live_view(reactor: Any, client: Any, on_frame: Any, *, frames: int = 0,
                     yield _sleep(reactor, 0.01)
                     continue
                 r.check(CanonOp.GetViewFinderData)
-                data, pos = r.data or b"", 0
-                while pos + 8 <= len(data):
-                    size, kind = struct.unpack_from("<II", data, pos)
-                    if size < 8 or pos + size > len(data):
-                        break
-                    if kind in (1, 11):
-                        on_frame(data[pos + 8:pos + size])
-                        count += 1
-                        break
-                    pos += size
+                jpeg = next((p for kind, p in eos.records(r.data or b"", terminated=False) if kind in (1, 11)), None)
+                if jpeg is not None:
+                    on_frame(jpeg)
+                    count += 1
         finally:
             yield eos_cam.set(CanonEOSProp.EVFOutputDevice, 0)
         return count
     yield client.call(NikonOp.StartLiveView)
-    for _ in range(100):
-        r = yield client.session.request(NikonOp.DeviceReady)
-        if r.code not in (ResponseCode.DeviceBusy, 0xA200):
-            break
-        yield _sleep(reactor, 0.02)
+    yield Nikon(client).wait_ready(reactor, 2.0, 0.02)
     try:
         while more():
             r = yield client.session.request(NikonOp.GetLiveViewImg)

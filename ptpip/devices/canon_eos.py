@@ -44,11 +44,20 @@ from ..interfaces import IIncomingData, Response
 from ..wire.constants import DataType, EventCode, ObjectFormat, ResponseCode
 from ..wire.constants import OperationCode as Op
 from ..wire.datasets import pack_u32_array
-from ..wire.eos import IMAGE_FORMAT_PROPS, TERMINATOR, decode_value, pack_image_format, record, value_bytes
+from ..wire.eos import (
+    IMAGE_FORMAT_PROPS,
+    TERMINATOR,
+    decode_value,
+    pack_image_format,
+    record,
+    value_bytes,
+    value_width,
+)
 from ..wire.errors import OperationError
 from ..wire.vendor import CanonEOSEvent as Ev
 from ..wire.vendor import CanonEOSProp as P
 from ..wire.vendor import CanonOp, VendorExtension
+from .filestore import ALL
 from .personality import HeldObject, Profile, VendorSession
 from .properties import Property, _enum, _range
 
@@ -249,7 +258,7 @@ class CanonEOSSession(VendorSession):
         if storage_id != store.storage_id:
             raise OperationError(ResponseCode.InvalidStorageID, f"storage 0x{storage_id:08X}")
         entries = []
-        for h in store.handles(0, ALL_ROOT if parent in (0, ALL_ROOT) else parent):
+        for h in store.handles(0, ALL if parent in (0, ALL) else parent):
             info = store.objectInfo(h)
             name = info.filename.encode("latin-1", "replace")
             if len(name) > 12:
@@ -281,7 +290,7 @@ class CanonEOSSession(VendorSession):
             if b"\0" not in raw:
                 raise OperationError(ResponseCode.InvalidDevicePropFormat, "a string without its NUL")
         elif code not in IMAGE_FORMAT_PROPS:
-            if len(raw) < 4 or int.from_bytes(raw[:4], "little") >> (8 * _width(desc.datatype)):
+            if len(raw) < 4 or int.from_bytes(raw[:4], "little") >> (8 * value_width(desc.datatype)):
                 raise OperationError(ResponseCode.InvalidDevicePropValue,
                                      f"{raw[:4].hex()} does not fit property 0x{code:04X}")
         props.set(code, decode_value(code, desc.datatype, raw))
@@ -366,18 +375,7 @@ class CanonEOSSession(VendorSession):
     def _heldOr(self, code: int, card: Callable[..., Any]) -> Callable[..., Any]:
         def handler(handle: int, *params: int) -> Any:
             held = self.held.get(handle)
-            if held is None:
-                return card(handle, *params)
-            if code == Op.GetObjectInfo:
-                return Response(data=held.info.encode())
-            if code == Op.GetObject:
-                return Response(data=held.data)
-            offset, length = params[0], params[1]
-            if offset >= len(held.data):
-                # Never an empty piece: libgphoto2's transfer loop would ask again for ever.
-                raise OperationError(ResponseCode.InvalidParameter, f"offset {offset} at or past the end")
-            chunk = held.slice(offset, length)
-            return Response(params=(len(chunk),), data=chunk)
+            return card(handle, *params) if held is None else held.respond(code, params)
         return handler
 
     def transferComplete(self, handle: int, *_: int) -> Response:
@@ -394,14 +392,6 @@ class CanonEOSSession(VendorSession):
         self._precious.clear()
         self._dirty.clear()
         self._reported = False
-
-
-ALL_ROOT = 0xFFFFFFFF
-
-
-def _width(datatype: int) -> int:
-    widths: dict[int, int] = {DataType.UINT8: 1, DataType.INT8: 1, DataType.UINT16: 2, DataType.INT16: 2}
-    return widths.get(datatype, 4)
 
 
 def next_shot(camera: Any) -> int:

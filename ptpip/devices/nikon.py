@@ -221,15 +221,10 @@ class NikonSession(VendorSession):
             held = self.sdram
             if held is None:
                 raise OperationError(ResponseCode.InvalidObjectHandle, "no picture in SDRAM")
-            if code == Op.GetObjectInfo:
-                return Response(data=held.info.encode())
-            if code == Op.GetObject:
-                return Response(data=held.data)
-            if code == Op.GetPartialObject:
-                chunk = held.slice(params[0], params[1])
-                return Response(params=(len(chunk),), data=chunk)
-            self.sdram = None            # DeleteObject: the buffer is free again
-            return Response()
+            if code == Op.DeleteObject:
+                self.sdram = None        # the buffer is free again
+                return Response()
+            return held.respond(code, params)
         return handler
 
     def delImageSdram(self, handle: int, *_: int) -> Response:

@@ -113,6 +113,17 @@ class HeldObject:
         self.info = ObjectInfo(storage_id=storage_id, object_format=ObjectFormat.EXIF_JPEG,
                                object_compressed_size=len(data), parent_object=parent, filename=name)
 
+    def respond(self, code: int, params: tuple[int, ...]) -> Any:
+        """The answer to GetObjectInfo, GetObject or GetPartialObject(offset, max) on it."""
+        from ..interfaces import Response
+        from ..wire.constants import OperationCode as Op
+        if code == Op.GetObjectInfo:
+            return Response(data=self.info.encode())
+        if code == Op.GetObject:
+            return Response(data=self.data)
+        chunk = self.slice(params[0], params[1])
+        return Response(params=(len(chunk),), data=chunk)
+
     def slice(self, offset: int, length: int) -> bytes:
         """Bytes from *offset*; never an empty piece (libgphoto2 would ask again for ever)."""
         if offset >= len(self.data) and self.data:

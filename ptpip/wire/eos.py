@@ -11,6 +11,7 @@ entries. Pure: the device (``ptpip.devices.canon_eos``) and the initiator
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,19 +137,26 @@ def _name(payload: bytes, pos: int) -> str:
     return payload[pos:].split(b"\0")[0].decode("latin-1")
 
 
-def parse_events(data: bytes) -> list[Any]:
-    """The records of a GetEvent answer, typed; stops at the terminator (a record running
-    past the end is an error, as is a missing terminator)."""
-    out: list[Any] = []
+def records(data: bytes, *, terminated: bool = True) -> Iterator[tuple[int, bytes]]:
+    """The ``(type, payload)`` records of a GetEvent or GetViewFinderData answer; a record
+    running past the end is an error, and so is a missing terminator where one is due."""
     pos = 0
     while pos + 8 <= len(data):
         size, kind = struct.unpack_from("<II", data, pos)
         if size == 8 and kind == 0:
-            return out
+            return
         if size < 8 or pos + size > len(data):
-            raise RemoteProtocolError(f"EOS event record of {size} bytes at {pos} of {len(data)}")
-        p = data[pos + 8:pos + size]
+            raise RemoteProtocolError(f"EOS record of {size} bytes at {pos} of {len(data)}")
+        yield kind, data[pos + 8:pos + size]
         pos += size
+    if terminated:
+        raise RemoteProtocolError("EOS GetEvent answer without its terminator")
+
+
+def parse_events(data: bytes) -> list[Any]:
+    """The records of a GetEvent answer, typed; stops at the terminator."""
+    out: list[Any] = []
+    for kind, p in records(data):
         if kind == Ev.PropValueChanged and len(p) >= 4:
             out.append(PropValue(struct.unpack_from("<I", p)[0], p[4:]))
         elif kind == Ev.AvailListChanged and len(p) >= 12:
@@ -173,7 +181,24 @@ def parse_events(data: bytes) -> list[Any]:
             out.append(CameraStatus(struct.unpack_from("<I", p)[0]))
         else:
             out.append(OtherRecord(kind, p))
-    raise RemoteProtocolError("EOS GetEvent answer without its terminator")
+    return out
+
+
+#: Datatypes of the EOS properties: the camera never says (libgphoto2 keeps a table too).
+DATATYPES: dict[int, int] = {
+    P.Aperture: DataType.UINT16, P.ShutterSpeed: DataType.UINT16, P.ISOSpeed: DataType.UINT16,
+    P.ImageFormat: DataType.UINT16, P.AutoExposureMode: DataType.UINT16, P.DriveMode: DataType.UINT16,
+    P.MeteringMode: DataType.UINT8, P.FocusMode: DataType.UINT16, P.WhiteBalance: DataType.UINT8,
+    P.ColorSpace: DataType.UINT16, P.BatteryPower: DataType.UINT16, P.EVFOutputDevice: DataType.UINT16,
+    P.EVFMode: DataType.UINT16, P.Owner: DataType.STR, P.Artist: DataType.STR, P.Copyright: DataType.STR,
+    0xD1AF: DataType.STR, 0xD1D8: DataType.STR,
+}
+
+
+def value_width(datatype: int) -> int:
+    """Bytes an integer of *datatype* takes in the low end of its 4-byte EOS slot."""
+    widths: dict[int, int] = {DataType.UINT8: 1, DataType.INT8: 1, DataType.UINT16: 2, DataType.INT16: 2}
+    return widths.get(datatype, 4)
 
 
 def decode_value(code: int, datatype: int, raw: bytes) -> Any:
@@ -182,6 +207,4 @@ def decode_value(code: int, datatype: int, raw: bytes) -> Any:
         return unpack_image_format(raw)[0]
     if datatype == DataType.STR:
         return raw.split(b"\0")[0].decode("latin-1")
-    widths: dict[int, int] = {DataType.UINT8: 1, DataType.INT8: 1, DataType.UINT16: 2, DataType.INT16: 2}
-    width = widths.get(datatype, 4)
-    return int.from_bytes(raw[:4].ljust(4, b"\0"), "little") & ((1 << (8 * width)) - 1)
+    return int.from_bytes(raw[:4].ljust(4, b"\0"), "little") & ((1 << (8 * value_width(datatype))) - 1)

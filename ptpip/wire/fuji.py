@@ -93,10 +93,6 @@ def command_params(c: Container) -> tuple[int, ...]:
     return struct.unpack(f"<{n}I", c.payload)
 
 
-def response_params(c: Container) -> tuple[int, ...]:
-    return command_params(c)
-
-
 class FujiDecoder:
     """Bytes in, packets out, for either side of the command channel.
 
