@@ -385,7 +385,6 @@ async def cmd_props(reactor: Any, client: Any, args: argparse.Namespace) -> None
 async def cmd_liveview(reactor: Any, client: Any, args: argparse.Namespace) -> None:
     """Live view frames as MJPEG (concatenated JPEGs) to a file or stdout; a frame counter
     and the rate on stderr."""
-    from .vendors import live_view
     out: Any = sys.stdout.buffer if args.stdout else open(args.output, "wb")
     started = time.monotonic()
     counted = [0]
@@ -398,7 +397,10 @@ async def cmd_liveview(reactor: Any, client: Any, args: argparse.Namespace) -> N
             sys.stderr.write(f"\rframe {counted[0]}  {rate:5.1f} fps")
             sys.stderr.flush()
     try:
-        n = await live_view(reactor, client, frame, frames=args.frames, duration=args.duration)
+        async with client.liveview(reactor, frames=args.frames, duration=args.duration) as view:
+            async for jpeg in view:
+                frame(jpeg)
+        n = view.count
     except PTPIPError as e:
         raise CLIError(str(e)) from None
     finally:
@@ -551,7 +553,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("action", nargs="?", choices=["list", "get", "set", "reset"], default="list")
     pr.add_argument("property", nargs="?", help="a name (FNumber) or a code (0x5007)")
     pr.add_argument("value", nargs="?")
-    lv = command("liveview", "live view frames as MJPEG (Canon EOS, Nikon)")
+    lv = command("liveview", "live view frames as MJPEG (Canon EOS, Nikon, PTP 1.1 streams)")
     lv.add_argument("--frames", type=int, default=0, help="stop after this many frames (0: no limit)")
     lv.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: no limit)")
     lv.add_argument("--stdout", action="store_true", help="write the MJPEG to standard output")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IConsumer
@@ -41,6 +41,9 @@ from .wire.datasets import (
 )
 from .wire.errors import PTPIPError
 from .wire.packets import Event
+
+if TYPE_CHECKING:
+    from .liveview import LiveView
 
 ALL = 0xFFFFFFFF
 ROOT = 0xFFFFFFFF
@@ -373,6 +376,13 @@ class PTPClient:
     def resetDevicePropValue(self, code: int) -> defer.Deferred[OperationResult]:
         """ResetDevicePropValue: back to the factory default."""
         return self.call(Op.ResetDevicePropValue, code)
+
+    def liveview(self, reactor: Any = None, *, frames: int = 0, duration: float = 0.0) -> LiveView:
+        """The camera's live view as an async iterator of JPEG frames (Canon EOS, Nikon or
+        PTP 1.1 streams); see :class:`ptpip.liveview.LiveView`. Other calls interleave
+        with it; leaving ``async with`` (or *frames*, *duration*) switches it off."""
+        from .liveview import LiveView
+        return LiveView(self, reactor, frames=frames, duration=duration)
 
     def subscribe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
         """Call *callback* with every :class:`~ptpip.wire.packets.Event` from the device; returns an unsubscribe function."""

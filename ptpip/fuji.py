@@ -3,7 +3,7 @@
 :class:`FujiResponderFactory` serves an :class:`~ptpip.interfaces.IResponderDevice`
 (normally a camera with the ``fuji`` profile) the way a Fuji X camera does over Wi-Fi:
 commands on port P (55740), events on P+1 (55741, no handshake: the first connection
-from the initiator's address is its event channel), live view on P+2 (a few frames a
+from the initiator's address is its event channel), live view on P+2 (frames a
 second of the camera's viewfinder, as long as the initiator reads them). The framing is
 :mod:`ptpip.wire.fuji`: each init request answered with an ack, then one transaction at
 a time, each data phase one data container, and a data container before every answer of
@@ -13,7 +13,9 @@ data and wait 2.5 s).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import socket
 import struct
 from typing import Any
 
@@ -38,8 +40,11 @@ DATA_IN = frozenset({Op.GetDeviceInfo, Op.GetStorageIDs, Op.GetStorageInfo, Op.G
 DATA_OUT = frozenset({Op.SetDevicePropValue, Op.SendObjectInfo, Op.SendObject})
 #: Bytes between a live view blob's length and its JPEG.
 LIVE_VIEW_HEADER = 14
-#: Live view frames a second while the peer keeps reading.
-LIVE_VIEW_RATE = 5
+#: Live view frames a second while the peer keeps reading (a frame the socket cannot
+#: take waits: the transport pauses this producer).
+LIVE_VIEW_RATE = 15
+#: The live view socket's send buffer (bytes; the kernel doubles it).
+LIVE_VIEW_SNDBUF = 16384
 
 #: Events kept for an event channel that is not there yet.
 MAX_PENDING_EVENTS = 64
@@ -426,7 +431,7 @@ class FujiEventProtocol(protocol.Protocol):
 @implementer(IPushProducer)
 class FujiLiveViewProtocol(protocol.Protocol):
     """The live view channel of one command channel: frames as ``u32 length, 14-byte
-    header, JPEG`` blobs, a few a second while the peer reads them (libgphoto2 reads one
+    header, JPEG`` blobs, :data:`LIVE_VIEW_RATE` a second while the peer reads them (libgphoto2 reads one
     per preview); closed with its command channel."""
 
     transport: Any
@@ -444,6 +449,10 @@ class FujiLiveViewProtocol(protocol.Protocol):
             self.transport.loseConnection()
             return
         self.command.liveview = self
+        # Frames wait in socket buffers until the peer reads one (libgphoto2 reads one per
+        # preview): a small send buffer keeps the frame it reads next a recent one.
+        with contextlib.suppress(AttributeError, OSError):
+            self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LIVE_VIEW_SNDBUF)
         self.transport.registerProducer(self, True)
         self._send()
 

@@ -16,7 +16,7 @@ The file is TOML, one ``[[camera]]`` table per camera::
     profile = "nikon"
     listen = "tcp:15750"
 
-Other keys a camera may have: ``manufacturer``, ``capture-folder``, ``read-only``,
+Other keys a camera may have: ``manufacturer``, ``capture-folder``, ``live-view``, ``read-only``,
 ``allow-format``, ``allow-list``, ``pair``. Everything else (session limits, timeouts,
 ``--no-announce``) comes from the command line and applies to every camera. Each camera
 has its own endpoints, GUID, card and announcement. :func:`read_cameras` checks the whole
@@ -33,7 +33,7 @@ from typing import Any
 KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,), "profile": (str,), "listen": (str, list), "root": (str,), "guid": (str,),
     "model": (str,), "manufacturer": (str,), "presets": (dict,), "capture-folder": (str,),
-    "read-only": (bool,), "allow-format": (bool,), "allow-list": (str,), "pair": (str,),
+    "live-view": (str,), "read-only": (bool,), "allow-format": (bool,), "allow-list": (str,), "pair": (str,),
 }
 
 

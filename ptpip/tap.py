@@ -68,6 +68,9 @@ class Options(usage.Options):
         ["guid", "g", None, "The responder's GUID as 32 hex digits (default: random per start)."],
         ["max-sessions", None, 16, "Sessions served at once; more are answered Init Fail BUSY.", int],
         ["capture-folder", None, None, "Take captured pictures from this folder instead of drawing a test card."],
+        ["live-view", None, "testcard", "What the viewfinder shows (live view): 'testcard' (a moving card with "
+                                       "the settings), a folder of pictures, a video file (looped), "
+                                       "'v4l2:/dev/videoN', or 'none'."],
         ["profile", "p", "generic", "Camera personality: generic, canon-eos, canon-eos-classic, nikon or fuji "
                                     "(--profile help lists them with the gphoto2 model to use)."],
         ["model", None, None, "Model string of DeviceInfo (default: the profile's)."],
@@ -156,6 +159,7 @@ class Options(usage.Options):
         for opt in ("root", "capture-folder"):
             if self[opt] is not None:
                 _check_folder(opt, self[opt])
+        _check_live_view(self["live-view"])
         for opt in ("max-sessions", "max-per-address", "max-pending", "max-pending-per-address"):
             if self[opt] is not None and self[opt] < 1:
                 raise usage.UsageError(f"--{opt} must be at least 1, not {self[opt]}")
@@ -208,9 +212,18 @@ class Options(usage.Options):
                     if spec.get(opt) is not None:
                         _check_folder(opt, spec[opt])
                 _check_presets(spec["profile"], spec["presets"])
+                if "live-view" in spec:
+                    _check_live_view(spec["live-view"])
             except usage.UsageError as e:
                 raise usage.UsageError(f"{where}: {e}") from None
         self["camera-specs"] = specs
+
+
+def _check_live_view(spec: str) -> None:
+    from .devices.liveview import check_live_view_spec
+    problem = check_live_view_spec(spec)
+    if problem:
+        raise usage.UsageError(f"--live-view {spec}: {problem}")
 
 
 def _check_presets(profile: str, presets: dict[int, str]) -> None:
@@ -263,6 +276,7 @@ def _serve(spec: dict[str, Any], options: Options, top: service.MultiService) ->
         root, capture_folder=spec.get("capture-folder", options["capture-folder"]),
         allow_format=spec.get("allow-format", bool(options["allow-format"])),
         read_only=spec.get("read-only", bool(options["read-only"])),
+        live_view=spec.get("live-view", options["live-view"]),
         model=spec.get("model"), manufacturer=spec.get("manufacturer"),
         scan_interval=options["scan-interval"] or None, profile=get_profile(spec["profile"]))
     from .devices.policy import AcceptAllPolicy, AllowListPolicy, PairingPolicy

@@ -39,6 +39,8 @@ from ..interfaces import (
 from ..streams import FileSource
 from ..wire.constants import (
     NO_TRANSACTION,
+    STREAM_VIDEO,
+    DevicePropCode,
     EventCode,
     ObjectFormat,
     code_name,
@@ -49,10 +51,11 @@ from ..wire.constants import (
 from ..wire.constants import (
     ResponseCode as R,
 )
-from ..wire.datasets import DeviceInfo, ObjectInfo, pack_u32_array, pack_value, unpack_value
+from ..wire.datasets import DeviceInfo, ObjectInfo, StreamInfo, pack_u32_array, pack_value, unpack_value
 from ..wire.errors import OperationError
 from ..wire.packets import OperationRequest
 from .filestore import ALL, FilesystemStore
+from .liveview import MAX_FRAME
 from .personality import Profile
 from .properties import DeviceProperties
 
@@ -233,6 +236,7 @@ class CameraSession:
             Op.FormatStore: self.formatStore, Op.GetDevicePropDesc: self.getDevicePropDesc,
             Op.GetDevicePropValue: self.getDevicePropValue, Op.SetDevicePropValue: self.setDevicePropValue,
             Op.ResetDevicePropValue: self.resetDevicePropValue,
+            Op.GetStreamInfo: self.getStreamInfo, Op.GetStream: self.getStream,
         }
         #: The vendor half of the session (the profile's handlers and event flow).
         self.vendor = camera.profile.newSession(self)
@@ -492,6 +496,20 @@ class CameraSession:
         self.camera.properties.reset(code)
         return Response()
 
+    # -- PTP 1.1 streams: the standard camera's live view ---------------------------------
+    def getStreamInfo(self, stream: int = 0, *_: int) -> Response:
+        """The video stream's StreamInfo: libgphoto2 asks with 1 for its preview and with
+        the bit index (0 video, 1 audio) for its summary; this camera has video only."""
+        if stream not in (0, 1):
+            raise OperationError(R.InvalidParameter, f"no stream {stream} (video only)")
+        return Response(data=StreamInfo(frame_max_size=MAX_FRAME, packet_max_size=MAX_FRAME).encode())
+
+    def getStream(self, *_: int) -> Any:
+        """One live view frame, a bare JPEG, while video is enabled (EnabledStreams bit 0)."""
+        if not self.camera.properties.get(DevicePropCode.EnabledStreams) & STREAM_VIDEO:
+            raise OperationError(R.AccessDenied, "the video stream is not enabled (EnabledStreams 0x5021)")
+        return self.camera.live_view.frame().addCallback(lambda jpeg: Response(data=jpeg))
+
 
 def sample_pictures() -> list[str]:
     """Paths of the sample pictures shipped with the package."""
@@ -510,14 +528,16 @@ def demo_root() -> str:
 
 
 def filesystem_camera(root: str | None = None, *, capture_folder: str | None = None,
-                      allow_format: bool = False, read_only: bool = False, **kwargs: Any) -> Camera:
-    """The default device: a camera serving *root* (or the built-in samples)."""
+                      allow_format: bool = False, read_only: bool = False, live_view: str = "testcard",
+                      **kwargs: Any) -> Camera:
+    """The default device: a camera serving *root* (or the built-in samples), with the live
+    view source *live_view* names (see :func:`~ptpip.devices.liveview.live_view_source`)."""
     from .capture import FolderCapture, TestCardCapture
     if root is None:
         root = demo_root()
     store = FilesystemStore(root, allow_format=allow_format, read_only=read_only)
-    from .liveview import TestCardLiveView
+    from .liveview import live_view_source
     capture = FolderCapture(capture_folder) if capture_folder else TestCardCapture()
     camera = Camera(store, None, capture, **kwargs)
-    camera.live_view = TestCardLiveView()
+    camera.live_view = live_view_source(camera.reactor, live_view, camera)
     return camera

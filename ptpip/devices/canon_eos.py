@@ -93,6 +93,11 @@ ISO_SPEEDS = (0x00, 0x48, 0x4B, 0x4D, 0x50, 0x53, 0x55, 0x58, 0x5B, 0x5D, 0x60, 
 IMAGE_FORMATS = (0x0300, 0x0200, 0x1300, 0x1200, 0x2300, 0x2200, 0x0C00, 0x0C03)
 
 
+#: ExpCompensation 0xD104: signed eighths of a stop, thirds from -3 to +3 (libgphoto2's table).
+EXP_COMPENSATION = (0xE8, 0xEB, 0xED, 0xF0, 0xF3, 0xF5, 0xF8, 0xFB, 0xFD, 0x00,
+                    0x03, 0x05, 0x08, 0x0B, 0x0D, 0x10, 0x13, 0x15, 0x18)
+
+
 def eos_properties(model: str, serial: str) -> list[Property]:
     """The EOS properties a camera of *model* reports, with the datatypes libgphoto2 reads."""
     return [
@@ -103,6 +108,7 @@ def eos_properties(model: str, serial: str) -> list[Property]:
         _enum(P.AutoExposureMode, DataType.UINT16, 2, (0, 1, 2, 3, 4)),
         _enum(P.DriveMode, DataType.UINT16, 0, (0, 1, 0x10)),
         _enum(P.MeteringMode, DataType.UINT8, 3, (1, 3, 4, 5)),
+        _enum(P.ExpCompensation, DataType.UINT8, 0, EXP_COMPENSATION),
         # Manual focus: libgphoto2 does not wait for focus information at half press.
         _enum(P.FocusMode, DataType.UINT16, 3, (0, 1, 2, 3)),
         _enum(P.WhiteBalance, DataType.UINT8, 0, (0, 1, 2, 3, 4, 5, 6, 8, 9)),
@@ -453,7 +459,7 @@ def canon_eos(model: str = "Canon EOS 5D Mark IV", *, release_on_off: bool = Tru
                  if release_on_off else "an older Canon EOS that releases with RemoteRelease 0x910F only"),
         capture_folder="DCIM/100CANON",
         hidden_operations=frozenset({Op.InitiateCapture}),
-        vendor_properties=lambda: eos_properties(model, serial), session_class=CanonEOSSession)
+        vendor_properties=lambda: eos_properties(model, serial), session_class=CanonEOSSession, streams=False)
     profile.release_on_off = release_on_off
     return profile
 

@@ -178,4 +178,4 @@ def fuji(model: str = "X-T4") -> Profile:
         capture_folder="DCIM/100_FUJI",
         hidden_operations=frozenset({Op.SendObjectInfo, Op.SendObject, Op.FormatStore, Op.ResetDevicePropValue,
                                      Op.SetObjectProtection, Op.GetNumObjects}),
-        vendor_properties=fuji_properties, session_class=FujiSession)
+        vendor_properties=fuji_properties, session_class=FujiSession, streams=False)

@@ -269,4 +269,4 @@ def nikon(model: str = "D750") -> Profile:
         capture_folder="DCIM/100NIKON",
         vendor_events=(NikonEvent.ObjectAddedInSDRAM, NikonEvent.CaptureCompleteRecInSdram,
                        EventCode.StoreAdded, EventCode.StoreRemoved),
-        vendor_properties=nikon_properties, session_class=NikonSession)
+        vendor_properties=nikon_properties, session_class=NikonSession, streams=False)

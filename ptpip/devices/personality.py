@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..wire.constants import EventCode, ObjectFormat
+from ..wire.constants import OperationCode as Op
 from ..wire.datasets import ObjectInfo
 from ..wire.errors import OperationError
-from .properties import Property, standard_properties
+from .properties import Property, standard_properties, stream_properties
 
 if TYPE_CHECKING:
     from .camera import Camera, CameraSession
@@ -80,14 +81,20 @@ class Profile:
     #: Makes the vendor properties (each call a fresh set).
     vendor_properties: Callable[[], list[Property]] = field(default=list)
     session_class: type[VendorSession] = VendorSession
+    #: Live view as PTP 1.1 streams (GetStreamInfo 0x1024, GetStream 0x1025, the stream
+    #: properties 0x5020/0x5021): the standard camera's path; a vendor's has its own.
+    streams: bool = True
 
     def operations(self, camera: Camera) -> Iterable[int]:
-        """Vendor operations to advertise besides the standard ones."""
+        """Operations to advertise besides the standard PTP 1.0 ones."""
+        if self.streams and camera.live_view is not None:
+            return (Op.GetStreamInfo, Op.GetStream)
         return ()
 
     def make_properties(self) -> list[Property]:
-        """The camera's properties: the standard ones and the vendor's."""
-        return standard_properties() + self.vendor_properties()
+        """The camera's properties: the standard ones (with the stream properties when
+        the profile has streams) and the vendor's."""
+        return standard_properties() + (stream_properties() if self.streams else []) + self.vendor_properties()
 
     def events(self) -> tuple[int, ...]:
         return STANDARD_EVENTS + self.vendor_events

@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..interfaces import IDeviceProperties
-from ..wire.constants import DataType, ResponseCode
+from ..wire.constants import STREAM_VIDEO, DataType, ResponseCode
 from ..wire.constants import DevicePropCode as P
 from ..wire.datasets import FORM_ENUM, FORM_NONE, FORM_RANGE, DevicePropDesc
 from ..wire.errors import OperationError
@@ -91,6 +91,15 @@ def standard_properties() -> list[Property]:
         _range(P.Contrast, DataType.UINT8, 128, 0, 255, 1),
         _range(P.Sharpness, DataType.UINT8, 128, 0, 255, 1),
         _range(P.DigitalZoom, DataType.UINT8, 10, 10, 40, 1),
+    ]
+
+
+def stream_properties() -> list[Property]:
+    """The PTP 1.1 stream properties of a camera with live view: video only (libgphoto2
+    reads both as UINT32 and enables video with 1)."""
+    return [
+        _enum(P.SupportedStreams, DataType.UINT32, STREAM_VIDEO, (STREAM_VIDEO,), writable=False),
+        _enum(P.EnabledStreams, DataType.UINT32, 0, (0, STREAM_VIDEO)),
     ]
 
 

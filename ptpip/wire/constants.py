@@ -119,6 +119,9 @@ class OperationCode(enum.IntEnum):
     CopyObject = 0x101A
     GetPartialObject = 0x101B
     InitiateOpenCapture = 0x101C
+    # PTP 1.1 (ISO 15740:2008)
+    GetStreamInfo = 0x1024
+    GetStream = 0x1025
 
 
 class ResponseCode(enum.IntEnum):
@@ -262,6 +265,14 @@ class DevicePropCode(enum.IntEnum):
     UploadURL = 0x501D
     Artist = 0x501E
     CopyrightInfo = 0x501F
+    # PTP 1.1 streams
+    SupportedStreams = 0x5020
+    EnabledStreams = 0x5021
+
+
+#: SupportedStreams / EnabledStreams bits (PTP 1.1).
+STREAM_VIDEO = 0x1
+STREAM_AUDIO = 0x2
 
 
 class AssociationType(enum.IntEnum):

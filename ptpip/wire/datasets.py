@@ -278,6 +278,33 @@ class StorageInfo:
         return cls(r.u16(), r.u16(), r.u16(), r.u64(), r.u64(), r.u32(), r.string(), r.string())
 
 
+_STREAM_INFO = struct.Struct("<QQIIIII")
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """GetStreamInfo's dataset (PTP 1.1): 36 bytes; a frame of live view is one JPEG with
+    no frame or packet header."""
+
+    time_resolution: int = 1_000_000
+    frame_header_size: int = 0
+    frame_max_size: int = 0
+    packet_header_size: int = 0
+    packet_max_size: int = 0
+    packet_alignment: int = 0
+
+    def encode(self) -> bytes:
+        return _STREAM_INFO.pack(_STREAM_INFO.size, self.time_resolution, self.frame_header_size,
+                                 self.frame_max_size, self.packet_header_size, self.packet_max_size,
+                                 self.packet_alignment)
+
+    @classmethod
+    def decode(cls, data: bytes) -> StreamInfo:
+        if len(data) < _STREAM_INFO.size:
+            raise DatasetError(f"a StreamInfo of {len(data)} bytes is shorter than {_STREAM_INFO.size}")
+        return cls(*_STREAM_INFO.unpack_from(data)[1:])
+
+
 _OBJECT_INFO_FIXED = struct.Struct("<IHHIHIIIIIIIHII")
 
 

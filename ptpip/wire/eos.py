@@ -188,7 +188,8 @@ def parse_events(data: bytes) -> list[Any]:
 DATATYPES: dict[int, int] = {
     P.Aperture: DataType.UINT16, P.ShutterSpeed: DataType.UINT16, P.ISOSpeed: DataType.UINT16,
     P.ImageFormat: DataType.UINT16, P.AutoExposureMode: DataType.UINT16, P.DriveMode: DataType.UINT16,
-    P.MeteringMode: DataType.UINT8, P.FocusMode: DataType.UINT16, P.WhiteBalance: DataType.UINT8,
+    P.MeteringMode: DataType.UINT8, P.ExpCompensation: DataType.UINT8, P.FocusMode: DataType.UINT16,
+    P.WhiteBalance: DataType.UINT8,
     P.ColorSpace: DataType.UINT16, P.BatteryPower: DataType.UINT16, P.EVFOutputDevice: DataType.UINT16,
     P.EVFMode: DataType.UINT16, P.Owner: DataType.STR, P.Artist: DataType.STR, P.Copyright: DataType.STR,
     0xD1AF: DataType.STR, 0xD1D8: DataType.STR,

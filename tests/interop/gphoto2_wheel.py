@@ -8,7 +8,8 @@ Run as a separate process (libgphoto2 blocks, and its settings live under $HOME)
 It prints what the gphoto2 command prints for the same action, where the tests look:
 ``summary``; ``list`` (``FILE /folder/name`` lines); ``get-all DEST``; ``capture DEST``
 (``New file is in location /folder/name``; ``--card`` captures to the card, ``--keep``
-keeps it there); ``preview DEST`` (one live view frame); ``list-config``; ``get NAME``
+keeps it there); ``preview DEST`` (one live view frame); ``preview-set DEST NAME
+VALUE N`` (p1.jpg, the setting changed, p2.jpg ... N more); ``movie SECONDS`` (frames as MJPEG on stdout); ``list-config``; ``get NAME``
 (``Current: value``); ``set NAME VALUE``; ``wait SECONDS`` (the event lines of
 ``gphoto2 --wait-event``).
 """
@@ -105,6 +106,22 @@ def main(argv: list[str]) -> int:
         elif action == "preview":
             camera.capture_preview().save(os.path.join(args[0], "capture_preview.jpg"))
             print("Saving file as capture_preview.jpg")
+        elif action == "movie":
+            # What gphoto2 --capture-movie=Ns --stdout does: previews back to back, as MJPEG.
+            end = time.monotonic() + float(args[0])
+            while time.monotonic() < end:
+                frame = camera.capture_preview()        # the data lives as long as the file
+                sys.stdout.buffer.write(bytes(frame.get_data_and_size()))
+            sys.stdout.buffer.flush()
+        elif action == "preview-set":
+            # Live view, then a setting changed while it runs, then the next frames.
+            camera.capture_preview().save(os.path.join(args[0], "p1.jpg"))
+            widget = camera.get_single_config(args[1])
+            widget.set_value(args[2])
+            camera.set_single_config(args[1], widget)
+            for n in range(2, 2 + int(args[3])):
+                camera.capture_preview().save(os.path.join(args[0], f"p{n}.jpg"))
+                print(f"Saving file as p{n}.jpg")
         elif action == "list-config":
             print("\n".join(widgets(camera.get_config(), "/main")))
         elif action == "get":

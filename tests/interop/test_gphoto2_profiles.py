@@ -10,18 +10,24 @@ may be missing: that fails, it never skips.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import shlex
 import shutil
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import pytest_twisted
-from twisted.internet import utils
+from twisted.internet import task, utils
 
 from ptpip.devices import fuji as fuji_device
 from ptpip.devices.capture import TestCardCapture
+from ptpip.devices.liveview import parse_comment
 from ptpip.devices.profiles import get_profile
+from ptpip.wire.constants import DevicePropCode
+from ptpip.wire.constants import OperationCode as Op
 from ptpip.wire.vendor import CanonEOSProp, CanonOp, NikonOp
 
 from ..conftest import make_tree, start_fuji, start_responder, stop_fuji, stop_responder
@@ -84,6 +90,21 @@ class Peer:
         assert code == 0, f"{self.kind} gphoto2 {' '.join(action)} failed ({code}):\n{text}"
         return text
 
+    async def movie_frames(self, seconds: int) -> int:
+        """Frames ffprobe counts in ``gphoto2 --capture-movie=Ns --stdout`` (or the wheel's
+        preview loop) piped to it."""
+        assert GPHOTO2 and shutil.which("ffprobe"), "gphoto2 and ffprobe are needed"
+        env = {"HOME": self.home, "LANG": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        model = shlex.quote(self.model)
+        movie = (f"{GPHOTO2} --camera {model} --port {self.port} --capture-movie={seconds}s --stdout"
+                 if self.kind == "debian" else f"{sys.executable} {WHEEL_DRIVER} {model} {self.port} movie {seconds}")
+        pipe = (f"{TIMEOUT} -k 5 60 {movie} 2>/dev/null | ffprobe -v error -f mjpeg -count_frames "
+                "-show_entries stream=nb_read_frames -of csv=p=0 -")
+        out, err, code = await utils.getProcessOutputAndValue("/bin/sh", ["-c", pipe], env=env,
+                                                              path=self.home, reactor=self.reactor)
+        assert code == 0, (out + err).decode("utf-8", "replace")
+        return int(out.strip() or 0)
+
     async def files(self) -> list[str]:
         text = await self.run("list")
         if self.kind == "wheel":
@@ -114,6 +135,8 @@ def _cli(action: tuple[str, ...]) -> list[str]:
         + ["--capture-image-and-download", "--force-overwrite"] + (["--keep"] if "--keep" in args else []),
         "preview": lambda: ["--capture-preview", "--force-overwrite"],
         "movie": lambda: [f"--capture-movie={args[0]}", "--force-overwrite"],
+        "preview-set": lambda: ["--filename", "p%n.jpg", "--force-overwrite", "--capture-preview",
+                                "--set-config", f"{args[1]}={args[2]}", *["--capture-preview"] * int(args[3])],
         "list-config": lambda: ["--list-config"],
         "get": lambda: ["--get-config", args[0]],
         "set": lambda: ["--set-config", f"{args[0]}={args[1]}"],
@@ -350,14 +373,12 @@ async def test_generic_profile_is_the_default(reactor, tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_capture_preview_shows_the_viewfinder(vendor, tmp_path):
     """``--capture-preview`` takes the vendor's live view path and saves a frame of the
-    camera's viewfinder; ``--capture-movie`` strings frames that move."""
-    from PIL import Image
+    camera's viewfinder; a second one a second later is another picture."""
     dest = tmp_path / "preview"
     dest.mkdir()
     drawn = vendor.camera.live_view.count
     await vendor.peer.run("preview", str(dest), cwd=str(dest), debug=True)
-    with Image.open(dest / "capture_preview.jpg") as im:
-        assert (im.format, im.size) == ("JPEG", (640, 480))
+    first = _frame(dest / "capture_preview.jpg")
     assert vendor.camera.live_view.count > drawn
     name = vendor.profile.name
     if name.startswith("canon"):
@@ -371,8 +392,98 @@ async def test_capture_preview_shows_the_viewfinder(vendor, tmp_path):
         codes = []                                   # Fuji: frames on its live view port
     _seen(vendor, *codes)
     _debug_shows(vendor, *codes)
-    if vendor.peer.kind == "debian":
-        await vendor.peer.run("movie", "3", cwd=str(dest))
-        movie = (dest / "movie.mjpg").read_bytes()
-        frames = [b"\xff\xd8" + f for f in movie.split(b"\xff\xd8\xff")[1:]]
-        assert len(frames) >= 3 and len(set(frames)) == len(frames)           # each frame a new one
+    await task.deferLater(vendor.peer.reactor, 1.0, lambda: None)
+    await vendor.peer.run("preview", str(dest), cwd=str(dest))
+    second = _frame(dest / "capture_preview.jpg")
+    assert second.data != first.data and int(second.facts["n"]) > int(first.facts["n"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_capture_movie_streams_live_view_at_ten_frames_a_second(vendor, tmp_path):
+    """``gphoto2 --capture-movie=3s --stdout | ffprobe -f mjpeg -`` counts at least 30
+    frames (the wheel: its previews back to back for 3 s, as capture-movie does)."""
+    drawn = vendor.camera.live_view.count
+    frames = await vendor.peer.movie_frames(3)
+    assert frames >= 30, f"{frames} frames in 3 s"
+    assert vendor.camera.live_view.count - drawn >= 30          # each one drawn afresh
+
+
+#: A setting each profile has, as gphoto2 names it, and a value that is one stop brighter.
+BRIGHTER = ("exposurecompensation", "1")
+#: Previews taken after the change.
+AFTER = 6
+
+
+async def _preview_set(peer: Peer, dest: Any) -> list[Frame]:
+    """Live view, ``--set-config exposurecompensation=1``, live view again, in one gphoto2
+    session: the frames, first to last."""
+    await peer.run("preview-set", str(dest), *BRIGHTER, str(AFTER), cwd=str(dest))
+    prefix = "thumb_" if peer.kind == "debian" else ""
+    return [_frame(dest / f"{prefix}p{n}.jpg") for n in range(1, 2 + AFTER)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_config_during_live_view_shows_in_the_next_frame(vendor, tmp_path):
+    """A setting changed during live view shows in the next frame: a stop brighter, and
+    +1.0 drawn on it. A Fuji pushes its frames on a socket of their own, so the few
+    already in the socket buffers come first; every frame after the change shows it."""
+    frames = await _preview_set(vendor.peer, tmp_path)
+    evs = [f.facts["ev"] for f in frames]
+    assert evs[0] == "+0.0", evs
+    shown = evs.index("+1.0") if "+1.0" in evs else len(evs)
+    assert shown == 1 or (vendor.profile.name == "fuji" and shown <= AFTER), evs
+    assert all(ev == "+1.0" for ev in evs[shown:]), evs
+    assert frames[shown].brightness > frames[0].brightness * 1.2, (frames[0].brightness, frames[shown].brightness)
+
+
+@dataclass
+class Frame:
+    data: bytes
+    #: What the test card says it shows (its ``ptpip-live`` comment).
+    facts: dict[str, str]
+    brightness: float
+
+
+def _frame(path: Any) -> Frame:
+    """A saved live view frame, decoded by Pillow (640 x 480 JPEG)."""
+    from PIL import Image, ImageStat
+    data = open(path, "rb").read()
+    with Image.open(io.BytesIO(data)) as im:
+        assert (im.format, im.size) == ("JPEG", (640, 480))
+        brightness = ImageStat.Stat(im.convert("L")).mean[0]
+    return Frame(data, parse_comment(data), brightness)
+
+
+@pytest_twisted.async_yield_fixture(params=PEERS)
+async def generic(request: Any, reactor: Any, tmp_path: Any) -> Any:
+    root = str(tmp_path / "card")
+    os.makedirs(root)
+    make_tree(root)
+    r = await start_responder(reactor, root, scan_interval=None)
+    home = str(tmp_path / "home")
+    os.makedirs(home)
+    r.peer = Peer(request.param, reactor, "PTP/IP Camera", r.port, home)
+    yield r
+    await stop_responder(r)
+
+
+@pytest_twisted.ensureDeferred
+async def test_generic_camera_preview_is_a_ptp11_stream(generic, tmp_path):
+    """The standard camera's live view: libgphoto2 reads SupportedStreams 0x5020, enables
+    video in EnabledStreams 0x5021, asks GetStreamInfo 0x1024 and GetStream 0x1025; the
+    frame Pillow decodes, and a setting changed between frames shows in the next one.
+    (libgphoto2 gives this path no MIME type: the file has no suffix, and
+    ``--capture-movie`` stops after one frame, for any camera that takes it.)"""
+    dest = tmp_path / "preview"
+    dest.mkdir()
+    await generic.peer.run("preview", str(dest), cwd=str(dest), debug=True)
+    first = _frame(dest / ("capture_preview" if generic.peer.kind == "debian" else "capture_preview.jpg"))
+    seen = generic.camera.operations_seen
+    for code in (Op.GetStreamInfo, Op.GetStream, Op.GetDevicePropValue, Op.SetDevicePropValue):
+        assert seen[code], f"0x{code:04X} never asked for"
+    assert generic.camera.properties.get(DevicePropCode.EnabledStreams) == 1
+    (tmp_path / "live").mkdir()
+    before, after, *_ = await _preview_set(generic.peer, tmp_path / "live")
+    assert int(before.facts["n"]) > int(first.facts["n"])
+    assert (before.facts["ExposureBias"], after.facts["ExposureBias"]) == ("+0.0", "+1.0")
+    assert after.brightness > before.brightness * 1.2

@@ -258,14 +258,15 @@ async def test_capture_and_props_take_the_vendor_paths(reactor, tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_liveview_writes_mjpeg_that_ffprobe_counts(reactor, tmp_path):
     """``ptpip liveview --frames 50 --stdout | ffprobe -f mjpeg -`` counts 50 frames, on a
-    Canon EOS and on a Nikon; live view is off again afterwards."""
+    Canon EOS, a Nikon and a standard camera (PTP 1.1 streams); live view is off again
+    afterwards."""
     import shlex
     import shutil
 
     from ptpip.devices.profiles import get_profile
     ffprobe = shutil.which("ffprobe")
     assert ffprobe, "ffprobe is needed (.ci/run installs ffmpeg)"
-    for name, prop in (("canon-eos", 0xD1B0), ("nikon", 0xD1A2)):
+    for name, prop in (("canon-eos", 0xD1B0), ("nikon", 0xD1A2), ("generic", 0x5021)):
         root = tmp_path / name
         root.mkdir()
         r = await start_responder(reactor, str(root), profile=get_profile(name))
