@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
@@ -41,10 +42,14 @@ from ptpip.wire.constants import DevicePropCode, EventCode, ObjectFormat
 from ptpip.wire.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc, ObjectInfo
 from ptpip.wire.errors import ConnectionClosed, PTPResponseError
 
+from .camera_live import LIVE_CAMERA, CameraViewfinder
 from .devices import Entry
+from .devices.live import LIVE_DIR, ffmpeg_path
 from .interfaces import ICamera, IMediaSource, IMediaStore, IRecording
 from .wire.commands import CAMERA_CONTROLS, Number
-from .wire.errors import FileUnavailable, NotImplementedHere, RemoteProtocolError
+from .wire.errors import FileUnavailable, NotImplementedHere, ParameterNotImplemented, RemoteProtocolError
+from .wire.media import RTP_MP2T
+from .wire.rtpjpeg import RTP_JPEG
 
 log = Logger()
 
@@ -409,7 +414,8 @@ class BridgeCamera:
 @implementer(IMediaStore)
 class BridgeStore:
     """Delegates to the media store of the current PTP-IP connection; refuses every
-    STOR when the bridge is not *writable* (``--read-only``)."""
+    STOR when the bridge is not *writable* (``--read-only``). A camera with live view
+    also has the live source ``/live/camera`` (:mod:`cccp.camera_live`)."""
 
     def __init__(self, bridge: PTPBridge) -> None:
         self.bridge = bridge
@@ -423,19 +429,54 @@ class BridgeStore:
             raise self.bridge.unavailable()
         return self.bridge.store
 
+    def _live(self, path: str) -> str | None:
+        """``"dir"`` for /live, ``"camera"`` for /live/camera (when the camera has live
+        view), None for the camera's own objects."""
+        v = posixpath.normpath("/" + path.lstrip("/"))
+        if not self.bridge.viewfinder.available():
+            return None
+        return {LIVE_DIR: "dir", LIVE_CAMERA: "camera"}.get(v)
+
     def isdir(self, path: str) -> bool:
-        return self._store().isdir(path)
+        live = self._live(path)
+        return live == "dir" if live else self._store().isdir(path)
 
     def stat(self, path: str) -> Entry:
+        live = self._live(path)
+        if live:
+            return Entry("live", True, 0, time.time(), 0o555) if live == "dir" else \
+                Entry("camera", False, 0, time.time(), 0o444)
         return self._store().stat(path)
 
     def listdir(self, path: str) -> list[Entry]:
-        return self._store().listdir(path)
+        live = self._live(path)
+        if live:
+            return [Entry("camera", False, 0, time.time(), 0o444)]
+        entries = self._store().listdir(path)
+        if posixpath.normpath("/" + path.lstrip("/")) == "/" and self.bridge.viewfinder.available():
+            entries = sorted([*entries, Entry("live", True, 0, time.time(), 0o555)], key=lambda e: e.name)
+        return entries
 
     def open(self, path: str, offset: int = 0, payload_type: int = 33) -> IMediaSource:
+        live = self._live(path)
+        if live == "camera":
+            from .camera_live import CameraEncoderSource, RTPJPEGSource
+            if payload_type == RTP_JPEG:
+                return RTPJPEGSource(self.bridge.reactor, self.bridge.viewfinder)
+            if payload_type in (RTP_MP2T, 32):
+                if not ffmpeg_path():
+                    raise FileUnavailable("MPEG from the camera's live view needs ffmpeg, which is not installed "
+                                          "(TYPE I R 26 sends its JPEGs as they are)")
+                return CameraEncoderSource(self.bridge.reactor, self.bridge.viewfinder, payload_type)
+            raise ParameterNotImplemented(f"the camera's live view is sent as RTP payload type 26 (JPEG), "
+                                          f"32 (MPV) or 33 (MP2T), not {payload_type}")
+        if live == "dir":
+            raise FileUnavailable(f"{path} is a folder")
         return self._store().open(path, offset, payload_type)
 
     def receive(self, path: str) -> IRecording:
+        if self._live(path):
+            raise RemoteProtocolError(f"{path} is a live source: it cannot be stored to", 553)
         if not self.writable:
             raise RemoteProtocolError(f"{path}: this store is read-only", 553)
         return self._store().receive(path)
@@ -534,6 +575,8 @@ class PTPBridge(service.Service):
         self.store: PTPMediaStore | None = None
         self.cccp_camera = BridgeCamera(self)
         self.cccp_store = BridgeStore(self)
+        #: The camera's live view, shared by the viewers of ``/live/camera``.
+        self.viewfinder = CameraViewfinder(reactor, lambda: self.client)
         #: Fires when the camera is connected (set a new Deferred to wait for a reconnection).
         self.connected: defer.Deferred[None] = defer.Deferred()
         self._service = ClientService(_CameraEndpoint(self), protocol.Factory.forProtocol(lambda: _BridgeProtocol(self)), clock=reactor,

@@ -11,11 +11,12 @@ import pytest
 import pytest_twisted
 from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.cred.portal import Portal
-from twisted.internet import defer
+from twisted.internet import defer, protocol, utils
 from zope.interface.verify import verifyObject
 
 from cccp.adapters import PTPBridge, PTPCamera, PTPMediaStore, place
 from cccp.client import _Collect, connect
+from cccp.errors import CommandFailed
 from cccp.interfaces import ICamera, IMediaStore
 from cccp.realm import CCCPRealm
 from cccp.server import CCCPFactory
@@ -23,6 +24,7 @@ from ptpip.datasets import FORM_ENUM, FORM_RANGE, DevicePropDesc
 
 from ..conftest import start_responder, stop_responder
 from .test_gphoto2 import GPhoto
+from .test_media_peers import FFPROBE, GST, codecs, ffprobe, free_port, wait_listening
 
 
 def sleep(reactor: Any, s: float) -> defer.Deferred[None]:
@@ -45,7 +47,8 @@ async def rig(reactor: Any, camera_files: Any, tmp_path: Any) -> Any:
     r.bridge.startService()
     await r.bridge.connected
     realm = CCCPRealm(r.bridge.cccp_store, r.bridge.cccp_camera, None, anonymous_may_store=True)
-    r.factory = CCCPFactory(Portal(realm, [AllowAnonymousAccess()]), reactor=reactor)
+    r.factory = CCCPFactory(Portal(realm, [AllowAnonymousAccess()]), reactor=reactor, multicast_ok=True,
+                            multicast_interface="127.0.0.1")
     r.port = reactor.listenTCP(0, r.factory, interface="127.0.0.1")
     home = str(tmp_path / "home")
     os.makedirs(home)
@@ -341,3 +344,229 @@ def test_place_on_ranges_and_enumerations(form, values, current, target, directi
     desc = DevicePropDesc(0x5007, 4, True, current, current, form,
                           values if form == FORM_RANGE else None, values if form == FORM_ENUM else ())
     assert place(desc, current, target, direction) == expected
+
+
+# -- the camera's live view as /live/camera ------------------------------------------------
+
+async def _live(reactor: Any, rig: Any, type_: str, mode: str, port: int, host: str = "127.0.0.1") -> Any:
+    """A CCCP client sending /live/camera to *host*:*port*; its transfer (ends on ABOR)."""
+    c = await connect(reactor, "127.0.0.1", rig.port.getHost().port)
+    await c.type(type_)
+    await c.mode(mode)
+    transfer = c.streamTo("/live/camera", host, port)
+    transfer.addErrback(lambda f: f.trap(CommandFailed))            # 426 after ABOR
+    return c, transfer
+
+
+async def _stop(c: Any, transfer: Any) -> None:
+    await c.abort()
+    await transfer
+    await c.quit()
+
+
+async def _off(reactor: Any, rig: Any) -> None:
+    """The camera's live view is switched off once nobody watches."""
+    for _ in range(100):
+        if not rig.bridge.viewfinder.viewers and rig.responder.camera.properties.get(0x5021) == 0:
+            return
+        await sleep(reactor, 0.05)
+    raise AssertionError("the camera's live view was left on")
+
+
+@pytest_twisted.ensureDeferred
+async def test_live_camera_is_listed_beside_the_cameras_folders(reactor, rig):
+    assert "live" in await rig.cccp.nlst("/")
+    assert await rig.cccp.nlst("/live") == ["camera"]
+    await rig.cccp.type("I")
+    assert (await answer(rig.cccp, "STOR /live/camera"))[0] == 553
+
+
+@pytest.mark.parametrize("over", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_live_camera_as_rtp_jpeg_decodes_with_gstreamer(reactor, rig, over):
+    """TYPE I R 26: the camera's JPEGs in RFC 2435 packets, no encoder; GStreamer's
+    rtpjpegdepay ! jpegdec decodes 30 frames, from UDP datagrams or from TCP with
+    RFC 4571 framing (rtpstreamdepay). ABOR switches the camera's live view off."""
+    caps = "media=video,encoding-name=JPEG,payload=26,clock-rate=90000"
+    if over == "udp":
+        port = free_port("udp") & ~1
+        src = ["udpsrc", f"port={port}", "address=127.0.0.1", "timeout=5000000000", f"caps=application/x-rtp,{caps}"]
+    else:
+        port = free_port()
+        src = ["tcpserversrc", "host=127.0.0.1", f"port={port}", "!", f"application/x-rtp-stream,{caps}",
+               "!", "rtpstreamdepay"]
+    gst = utils.getProcessOutputAndValue(GST, [
+        "-q", *src, "!", "rtpjpegdepay", "!", "jpegdec", "!", "video/x-raw,width=640,height=480",
+        "!", "fakesink", "num-buffers=30"], reactor=reactor)
+    if over == "tcp":
+        await wait_listening(reactor, port)
+    else:
+        await sleep(reactor, 0.5)
+    c, transfer = await _live(reactor, rig, "I R 26", "P 1" if over == "udp" else "S", port)
+    out, err, code = await gst
+    assert code == 0, (out + err).decode()
+    assert rig.bridge.viewfinder.frames >= 30
+    assert rig.responder.camera.operations_seen[0x1025] >= 30               # GetStream, one per frame
+    await _stop(c, transfer)
+    await _off(reactor, rig)
+
+
+@pytest_twisted.ensureDeferred
+async def test_live_camera_as_rtp_jpeg_reads_with_ffprobe_from_an_sdp_file(reactor, rig, tmp_path):
+    from cccp.wire.rtpjpeg import sdp
+    port = free_port("udp") & ~1
+    (tmp_path / "camera.sdp").write_text(sdp(port))
+    probe = utils.getProcessOutputAndValue(FFPROBE, [
+        "-v", "error", "-protocol_whitelist", "file,udp,rtp", "-i", str(tmp_path / "camera.sdp"),
+        "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"], reactor=reactor)
+    await sleep(reactor, 0.5)
+    c, transfer = await _live(reactor, rig, "I R 26", "P 1", port)
+    out, err, code = await probe
+    await _stop(c, transfer)
+    assert code == 0, err.decode()
+    assert out.decode().strip() == "mjpeg,640,480", (out, err)
+    await _off(reactor, rig)
+
+
+@pytest_twisted.ensureDeferred
+async def test_live_camera_as_mpeg2_ts_decodes_with_ffprobe(reactor, rig):
+    """TYPE I M: ffmpeg makes MPEG-2 video of the frames; over UDP and over TCP."""
+    port = free_port("udp")
+    probe = ffprobe(reactor, f"udp://127.0.0.1:{port}?timeout=5000000")
+    await sleep(reactor, 0.3)
+    c, transfer = await _live(reactor, rig, "I M", "P 7", port)
+    out, err, code = await probe
+    await _stop(c, transfer)
+    assert code == 0, err.decode()
+    assert "mpeg2video" in codecs(out.decode())
+    await _off(reactor, rig)
+    port = free_port()
+    probe = ffprobe(reactor, f"tcp://127.0.0.1:{port}?listen=1")
+    await wait_listening(reactor, port)
+    c, transfer = await _live(reactor, rig, "I M", "S", port)
+    out, err, code = await probe
+    await _stop(c, transfer)
+    assert code == 0 and "mpeg2video" in codecs(out.decode()), err.decode()
+    await _off(reactor, rig)
+
+
+@pytest_twisted.ensureDeferred
+async def test_viewers_share_one_live_view_and_a_multicast_group_receives_it(reactor, rig):
+    """Two viewers (RTP/JPEG to a multicast group, TS over UDP) share the camera's one
+    live view; the first ABOR leaves it on for the other, the last switches it off."""
+    from cccp.stream import multicast_receiver
+    from cccp.wire.media import RTPPacket
+    group, mport = "239.255.42.43", free_port("udp") & ~1
+    member = multicast_receiver(reactor, group, mport, "127.0.0.1")
+    got: list[Any] = []
+    member.on_datagram = lambda data, addr: got.append(RTPPacket.decode(data))
+    sink = reactor.listenUDP(0, _Count(), interface="127.0.0.1")
+    try:
+        first = await _live(reactor, rig, "I R 26", "P 1", mport, host=group)
+        second = await _live(reactor, rig, "I M", "P 7", sink.getHost().port)
+        for _ in range(100):
+            if sum(p.marker for p in got) >= 10 and sink.protocol.bytes > 50_000:
+                break
+            await sleep(reactor, 0.05)
+        assert sum(p.marker for p in got) >= 10 and {p.payload_type for p in got} == {26}
+        assert sink.protocol.bytes > 50_000
+        assert rig.bridge.viewfinder.sessions == 1 and len(rig.bridge.viewfinder.viewers) == 2
+        await _stop(*first)
+        before = sink.protocol.bytes
+        await sleep(reactor, 0.5)
+        assert sink.protocol.bytes > before and rig.responder.camera.properties.get(0x5021) == 1
+        await _stop(*second)
+        await _off(reactor, rig)
+    finally:
+        member.close()
+        await sink.stopListening()
+
+
+class _Count(protocol.DatagramProtocol):
+    bytes = 0
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.bytes += len(data)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_canon_eos_live_view_goes_out_as_rtp_jpeg(reactor, camera_files, tmp_path):
+    """The bridge takes the camera's own path: a Canon EOS's GetViewFinderData, with
+    EVFOutputDevice back to 0 after the ABOR."""
+    from ptpip.devices.profiles import get_profile
+    from ptpip.wire.vendor import CanonEOSProp, CanonOp
+    root, _ = camera_files
+    responder = await start_responder(reactor, root, profile=get_profile("canon-eos"))
+    bridge = PTPBridge(reactor, "127.0.0.1", responder.port, retry=0.2)
+    bridge.startService()
+    await bridge.connected
+    realm = CCCPRealm(bridge.cccp_store, bridge.cccp_camera, None)
+    factory = CCCPFactory(Portal(realm, [AllowAnonymousAccess()]), reactor=reactor)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        r = Rig()
+        r.port, r.bridge = port, bridge
+        udp = free_port("udp") & ~1
+        gst = utils.getProcessOutputAndValue(GST, [
+            "-q", "udpsrc", f"port={udp}", "address=127.0.0.1", "timeout=5000000000",
+            "caps=application/x-rtp,media=video,encoding-name=JPEG,payload=26,clock-rate=90000",
+            "!", "rtpjpegdepay", "!", "jpegdec", "!", "fakesink", "num-buffers=20"], reactor=reactor)
+        await sleep(reactor, 0.5)
+        c, transfer = await _live(reactor, r, "I R 26", "P 1", udp)
+        out, err, code = await gst
+        assert code == 0, (out + err).decode()
+        assert responder.camera.operations_seen[CanonOp.GetViewFinderData] >= 20
+        await _stop(c, transfer)
+        for _ in range(100):
+            if responder.camera.properties.get(CanonEOSProp.EVFOutputDevice) == 0 and not bridge.viewfinder.viewers:
+                break
+            await sleep(reactor, 0.05)
+        assert responder.camera.properties.get(CanonEOSProp.EVFOutputDevice) == 0
+    finally:
+        for p in list(factory.connections):
+            p.transport.abortConnection()
+        await port.stopListening()
+        await bridge.stopService()
+        await stop_responder(responder)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_camera_lost_during_live_view_ends_the_transfer_and_comes_back(reactor, rig):
+    """The camera drops while /live/camera streams: the RETR ends with a 4xx reply (not
+    a hang), /live/camera is gone while the camera is; after the reconnection it streams."""
+    sink = reactor.listenUDP(0, _Count(), interface="127.0.0.1")
+    try:
+        c = await connect(reactor, "127.0.0.1", rig.port.getHost().port)
+        await c.type("I R 26")
+        await c.mode("P 1")
+        transfer = c.streamTo("/live/camera", "127.0.0.1", sink.getHost().port)
+        for _ in range(100):
+            if sink.protocol.bytes > 20_000:
+                break
+            await sleep(reactor, 0.05)
+        old, port = rig.bridge.client, rig.responder.port
+        await rig.responder.listening.stopListening()
+        for proto in list(rig.responder.factory.connections):
+            proto.transport.abortConnection()
+        with pytest.raises(CommandFailed) as e:
+            await transfer
+        assert e.value.code in (426, 451), e.value.lines
+        with pytest.raises(CommandFailed) as e:
+            await c.streamTo("/live/camera", "127.0.0.1", sink.getHost().port)      # meanwhile: refused
+        assert e.value.code in (421, 550), e.value.lines
+        rig.responder.listening = reactor.listenTCP(port, rig.responder.factory, interface="127.0.0.1")
+        for _ in range(100):
+            await sleep(reactor, 0.1)
+            if rig.bridge.client is not None and rig.bridge.client is not old:
+                break
+        before = sink.protocol.bytes
+        again = await _live(reactor, rig, "I R 26", "P 1", sink.getHost().port)
+        for _ in range(100):
+            if sink.protocol.bytes > before + 20_000:
+                break
+            await sleep(reactor, 0.05)
+        assert sink.protocol.bytes > before + 20_000
+        await _stop(*again)
+        await c.quit()
+    finally:
+        await sink.stopListening()
