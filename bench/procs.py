@@ -25,6 +25,50 @@ def responder(root: str, port: str) -> None:
     reactor.run()
 
 
+class _FixedFrame:
+    """A live view source that answers the same JPEG at once: the benchmark measures the
+    protocol, not Pillow."""
+
+    def __init__(self, path: str) -> None:
+        self.jpeg = open(path, "rb").read()
+        self.count = 0
+
+    def frame(self) -> defer.Deferred[bytes]:
+        self.count += 1
+        return defer.succeed(self.jpeg)
+
+
+def liveview_responder(root: str, port: str, profile: str, frame: str) -> None:
+    """A responder of *profile* whose live view is the JPEG in *frame*."""
+    from ptpip.devices.camera import filesystem_camera
+    from ptpip.devices.profiles import get_profile
+    from ptpip.responder import ResponderFactory
+    camera = filesystem_camera(root, scan_interval=None, profile=get_profile(profile))
+    camera.live_view = _FixedFrame(frame)
+    reactor.listenTCP(int(port), ResponderFactory(camera), interface="127.0.0.1")
+    reactor.run()
+
+
+def ptpip_liveview(port: str, seconds: str) -> None:
+    """Live view frames per second through PTPClient.liveview(); prints frames, seconds, bytes."""
+    from ptpip.client import PTPClient
+
+    async def go(r: Any) -> None:
+        client = await PTPClient.connect(r, "127.0.0.1", int(port))
+        n = size = 0
+        t0 = time.monotonic()
+        async with client.liveview(r, duration=float(seconds)) as view:
+            async for jpeg in view:
+                if n == 0:
+                    t0 = time.monotonic()          # from the first frame: switching on is not counted
+                n += 1
+                size += len(jpeg)
+        print(f"{n - 1} {time.monotonic() - t0:.6f} {size // max(n, 1)}", flush=True)
+        await client.close()
+
+    task.react(lambda r: defer.ensureDeferred(go(r)))
+
+
 class _Stream(protocol.Protocol):
     """Writes the factory's *size* bytes with a push producer, then closes."""
 
@@ -214,4 +258,5 @@ if __name__ == "__main__":
     name, *args = sys.argv[1:]
     {"responder": responder, "bare-server": bare_server, "bare-client": bare_client,
      "pong-server": pong_server, "cccp-server": cccp_server, "ptpip-get": ptpip_get,
-     "ptpip-latency": ptpip_latency, "pong-client": pong_client, "ptpip-many": ptpip_many}[name](*args)
+     "ptpip-latency": ptpip_latency, "pong-client": pong_client, "ptpip-many": ptpip_many,
+     "liveview-responder": liveview_responder, "ptpip-liveview": ptpip_liveview}[name](*args)

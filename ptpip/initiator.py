@@ -162,7 +162,7 @@ class _Channel(protocol.Protocol):
 
     def sendPacket(self, packet: Packet) -> None:
         if not self.closed:
-            self.transport.write(packet.encode())
+            sockets.write_now(self.transport, [packet.encode()])
 
     def fail(self, error: Exception) -> None:
         if not self.init.called:

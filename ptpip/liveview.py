@@ -49,9 +49,15 @@ class NoLiveView(PTPIPError):
 
 
 def jpeg_in(data: bytes) -> bytes | None:
-    """The JPEG in a live view frame: from its first SOI to the first EOI after it."""
-    start = data.find(b"\xff\xd8")
-    end = data.find(b"\xff\xd9", start + 2) if start >= 0 else -1
+    """The JPEG in a live view frame: from its first SOI to the first EOI after it. A
+    frame that ends with its EOI and has none in its headers (a bare JPEG as GetStream
+    answers, or one behind Nikon's header) is taken without a search to its end."""
+    start = 0 if data[:2] == b"\xff\xd8" else data.find(b"\xff\xd8")
+    if start < 0:
+        return None
+    if data[-2:] == b"\xff\xd9" and data.find(b"\xff\xd9", start + 2, start + 4096) < 0:
+        return data if start == 0 else data[start:]
+    end = data.find(b"\xff\xd9", start + 2)
     return data[start:end + 2] if end >= 0 else None
 
 
@@ -168,7 +174,10 @@ class LiveView:
         if r.code in NOT_READY:
             return None
         r.check(code)
-        return jpeg_in(r.data or b"")
+        data = r.data or b""
+        if code == Op.GetStream and data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9":
+            return data                      # PTP 1.1: the data phase is the frame, nothing else
+        return jpeg_in(data)
 
     async def _stop(self) -> None:
         if self.path == "canon-eos":

@@ -260,6 +260,11 @@ class ResponderProtocol(protocol.Protocol):
         if self.role is not _Role.CLOSED:
             self.transport.write(packet.encode())
 
+    def sendNow(self, chunks: list[bytes]) -> None:
+        """Send a transaction's last bytes (its answer) at once: see :func:`sockets.write_now`."""
+        if self.role is not _Role.CLOSED:
+            sockets.write_now(self.transport, chunks)
+
     def protocolError(self, error: ProtocolError) -> None:
         """The peer broke the protocol: answer Init Fail if still establishing, then close."""
         peer = self.transport.getPeer() if self.transport else None

@@ -282,7 +282,7 @@ class ResponderSession:
             data = bytes(source)
             if len(data) <= self.factory.data_packet_size:
                 # A dataset: Start Data, End Data and the response in one write.
-                self.command.transport.writeSequence([
+                self.command.sendNow([
                     tx.start_data(len(data)).encode(), tx.data_header(len(data), last=True), data,
                     tx.respond(response.code, response.params).encode()])
                 self._endTransaction()
@@ -314,7 +314,7 @@ class ResponderSession:
         self.command.close()
 
     def _respond(self, code: int, params: tuple[int, ...] = ()) -> None:
-        self.command.sendPacket(self.transactions.respond(code, params))
+        self.command.sendNow([self.transactions.respond(code, params).encode()])
         self._endTransaction()
 
     def _endTransaction(self) -> None:

@@ -204,18 +204,17 @@ class PacketParser:
         cls = PACKET_CLASSES.get(ptype)
         if cls is None:
             raise UnknownPacketType(f"unknown packet type 0x{ptype:08X}")
-        name = PacketType(ptype).name
         if ptype not in DATA_TYPES and length > self.max_packet_size:
             raise PacketTooLarge(
-                f"{name} packet of {length} bytes exceeds the limit of {self.max_packet_size}")
+                f"{PacketType(ptype).name} packet of {length} bytes exceeds the limit of {self.max_packet_size}")
         body_len = length - HEADER_SIZE
         if body_len < cls.MIN_BODY:
             raise PacketTooShort(
-                f"{name} packet of {length} bytes cannot hold its fixed fields "
+                f"{PacketType(ptype).name} packet of {length} bytes cannot hold its fixed fields "
                 f"({HEADER_SIZE + cls.MIN_BODY} bytes)")
         if cls.MAX_BODY is not None and body_len > cls.MAX_BODY:
             raise MalformedPacket(
-                f"{name} packet of {length} bytes is longer than its largest form "
+                f"{PacketType(ptype).name} packet of {length} bytes is longer than its largest form "
                 f"({HEADER_SIZE + cls.MAX_BODY} bytes)")
 
 
