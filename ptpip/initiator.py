@@ -49,15 +49,19 @@ from .wire.errors import (
 from .wire.framing import DEFAULT_MAX_PACKET_SIZE, NEED_DATA, PacketParser
 from .wire.packets import (
     Cancel,
+    Data,
+    EndData,
     Event,
     InitCommandAck,
     InitCommandRequest,
     InitEventAck,
     InitEventRequest,
     InitFail,
+    OperationResponse,
     Packet,
     ProbeRequest,
     ProbeResponse,
+    StartData,
 )
 from .wire.transaction import DataPiece, DataStarted, Role, TransactionEnded, Transactions
 
@@ -319,7 +323,8 @@ class InitiatorSession:
             f"the responder did not answer a Probe Request within {self.probe_timeout:g} s"))
 
     def _heard(self) -> None:
-        self._last_rx = self.reactor.seconds()
+        if self.probe_interval is not None:           # only probing looks at it
+            self._last_rx = self.reactor.seconds()
 
     @property
     def session_open(self) -> bool:
@@ -438,6 +443,11 @@ class InitiatorSession:
         if self.closed:
             return                      # a closed session reads nothing more
         self._heard()
+        kind = type(packet)
+        if channel is self._command and (kind is EndData or kind is StartData or kind is OperationResponse
+                                         or kind is Data):
+            self._transactionPacket(packet)          # the common case, first
+            return
         if isinstance(packet, ProbeResponse) and self._probe_wait is not None:
             if self._probe_wait.active():
                 self._probe_wait.cancel()
@@ -463,6 +473,9 @@ class InitiatorSession:
             return
         if isinstance(packet, ProbeResponse):
             return
+        self._transactionPacket(packet)
+
+    def _transactionPacket(self, packet: Packet) -> None:
         t = self._current
         for e in self.transactions.receive(packet):
             if isinstance(e, DataPiece):
