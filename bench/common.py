@@ -16,9 +16,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 
 
-def env() -> dict[str, str]:
+def env(cpu: int | None = None) -> dict[str, str]:
+    """The helpers' environment; *cpu* pins a ``bench.procs`` helper to that core."""
     e = dict(os.environ)
     e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    if cpu is not None:
+        e["BENCH_CPU"] = str(cpu)
     return e
 
 
@@ -41,9 +44,9 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-def start(*argv: str) -> subprocess.Popen[bytes]:
-    """A helper process (``python -m bench.procs ...``)."""
-    return subprocess.Popen([sys.executable, "-m", "bench.procs", *argv], env=env(), cwd=ROOT,
+def start(*argv: str, cpu: int | None = None) -> subprocess.Popen[bytes]:
+    """A helper process (``python -m bench.procs ...``), pinned to core *cpu* if given."""
+    return subprocess.Popen([sys.executable, "-m", "bench.procs", *argv], env=env(cpu), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -75,13 +78,14 @@ def stop(p: subprocess.Popen[bytes]) -> str:
     return (p.stderr.read() if p.stderr else b"").decode(errors="replace")
 
 
-def timed_run(argv: list[str], **kw: Any) -> tuple[float, float, str]:
-    """Run a command; (seconds, peak RSS in MB, output) using /usr/bin/time when present."""
+def timed_run(argv: list[str], cpu: int | None = None, **kw: Any) -> tuple[float, float, str]:
+    """Run a command; (seconds, peak RSS in MB, output) using /usr/bin/time when present;
+    *cpu* pins a ``bench.procs`` helper to that core."""
     time_bin = "/usr/bin/time"
     if os.path.exists(time_bin):
         argv = [time_bin, "-f", "MAXRSS %M", *argv]
     t0 = time.monotonic()
-    r = subprocess.run(argv, env=env(), cwd=ROOT, capture_output=True, **kw)
+    r = subprocess.run(argv, env=env(cpu), cwd=ROOT, capture_output=True, **kw)
     elapsed = time.monotonic() - t0
     out = (r.stdout + r.stderr).decode(errors="replace")
     if r.returncode != 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -256,6 +257,10 @@ def threads_wait_stdin(r: Any) -> defer.Deferred[Any]:
 
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
+    if os.environ.get("BENCH_CPU") and hasattr(os, "sched_setaffinity"):
+        # Pinned: a server on one core and its client on the other, for ours and the
+        # anchor alike, so that neither run pays for the scheduler moving it around.
+        os.sched_setaffinity(0, {int(os.environ["BENCH_CPU"]) % (os.cpu_count() or 1)})
     {"responder": responder, "bare-server": bare_server, "bare-client": bare_client,
      "pong-server": pong_server, "cccp-server": cccp_server, "ptpip-get": ptpip_get,
      "ptpip-latency": ptpip_latency, "pong-client": pong_client, "ptpip-many": ptpip_many,

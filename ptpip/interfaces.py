@@ -24,7 +24,8 @@ class Response:
 
     code: int = ResponseCode.OK
     params: tuple[int, ...] = ()
-    #: Data-in: bytes or an :class:`IDataSource`, or None for no data phase.
+    #: Data-in: bytes, a tuple of bytes (sent one after the other, without joining them
+    #: first: a header and a frame), or an :class:`IDataSource`; None for no data phase.
     data: Any = None
 
 

@@ -24,6 +24,7 @@ off; so does reaching *frames* or *duration*.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from twisted.internet import task
@@ -168,7 +169,12 @@ class LiveView:
             if r.code in NOT_READY:
                 return None
             r.check(CanonOp.GetViewFinderData)
-            return next((p for kind, p in eos.records(r.data or b"", terminated=False) if kind in (1, 11)), None)
+            data = r.data or b""
+            if len(data) >= 8:
+                size, kind = struct.unpack_from("<II", data)
+                if kind in (1, 11) and size == len(data):
+                    return data[8:]                  # the one record of a frame: no walk
+            return next((p for kind, p in eos.records(data, terminated=False) if kind in (1, 11)), None)
         code = NikonOp.GetLiveViewImg if self.path == "nikon" else Op.GetStream
         r = await self.client.session.request(code)
         if r.code in NOT_READY:

@@ -278,16 +278,17 @@ class ResponderSession:
             self._respond(response.code, response.params)
             return
         source = response.data
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-            if len(data) <= self.factory.data_packet_size:
-                # A dataset: Start Data, End Data and the response in one write.
+        if isinstance(source, (bytes, bytearray, memoryview, tuple)):
+            parts = [bytes(p) for p in source] if isinstance(source, tuple) else [bytes(source)]
+            size = sum(map(len, parts))
+            if size <= self.factory.data_packet_size:
+                # A dataset or a frame: Start Data, End Data and the response in one send.
                 self.command.sendNow([
-                    tx.start_data(len(data)).encode(), tx.data_header(len(data), last=True), data,
+                    tx.start_data(size).encode(), tx.data_header(size, last=True), *parts,
                     tx.respond(response.code, response.params).encode()])
                 self._endTransaction()
                 return
-            source = BytesSource(data)
+            source = BytesSource(b"".join(parts))
         source = IDataSource(source)
         self.command.sendPacket(tx.start_data(source.length))
         f = self.factory

@@ -319,7 +319,7 @@ class CanonEOSSession(VendorSession):
         if source is None or not self.camera.properties.get(P.EVFOutputDevice) & EVF_PC:
             return Response(EOS_NOT_READY)
         return defer.maybeDeferred(source.frame).addCallback(
-            lambda jpeg: Response(data=record(1, jpeg)))
+            lambda jpeg: Response(data=(struct.pack("<II", 8 + len(jpeg), 1), jpeg)))      # one record
 
     # -- release ------------------------------------------------------------------------
     def remoteRelease(self, *_: int) -> Response:

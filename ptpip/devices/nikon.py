@@ -57,6 +57,7 @@ SHUTTER_SPEEDS = ((1, 4000), (1, 2000), (1, 1000), (1, 500), (1, 250), (1, 125),
 NIKON_NOT_LIVE_VIEW = 0xA00B
 #: Bytes before the JPEG of a live view frame (newer bodies' header size; zeros here).
 LIVE_VIEW_HEADER = 384
+_NIKON_FRAME_HEADER = bytes(LIVE_VIEW_HEADER)
 
 #: Events kept for a GetEvent that does not come.
 MAX_EVENTS = 1024
@@ -171,7 +172,7 @@ class NikonSession(VendorSession):
         if source is None or not self.camera.properties.get(NikonProp.LiveViewStatus):
             return Response(NIKON_NOT_LIVE_VIEW)
         return defer.maybeDeferred(source.frame).addCallback(
-            lambda jpeg: Response(data=bytes(LIVE_VIEW_HEADER) + jpeg))
+            lambda jpeg: Response(data=(_NIKON_FRAME_HEADER, jpeg)))
 
     # -- capture into SDRAM -----------------------------------------------------------
     def captureInSdram(self, *_: int) -> Response:

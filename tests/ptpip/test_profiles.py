@@ -7,6 +7,7 @@ The flows are driven through ``CameraSession.handleOperation`` as the responder 
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from typing import Any
 
@@ -96,6 +97,9 @@ class Driver:
             result = out[0]
             if hasattr(result, "raiseException"):
                 result.raiseException()
+        if isinstance(getattr(result, "data", None), tuple):
+            # gathered parts go out one after another
+            result = dataclasses.replace(result, data=b"".join(result.data))
         return result
 
 
