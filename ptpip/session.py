@@ -11,7 +11,7 @@ sends the device's events. :mod:`ptpip.responder` makes it once both channels ar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
@@ -244,6 +244,9 @@ class ResponderSession:
             return
         if not isinstance(result, defer.Deferred):
             self._answered(result, request)      # the common, synchronous case: no Deferred
+            return
+        if result.called and not isinstance(result.result, Failure) and not isinstance(result.result, defer.Deferred):
+            self._answered(cast(Response, result.result), request)   # answered already: no chain
             return
         result.addCallbacks(self._answered, self._failed, callbackArgs=(request,), errbackArgs=(request,))
         result.addErrback(self._internalError)
