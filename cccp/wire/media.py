@@ -50,11 +50,11 @@ def sample_clip_path() -> str | None:
 
 # -- MPEG2-TS ---------------------------------------------------------------------------
 
-def ts_pid(packet: bytes) -> int:
+def ts_pid(packet: bytes | bytearray | memoryview) -> int:
     return ((packet[1] & 0x1F) << 8) | packet[2]
 
 
-def ts_pcr(packet: bytes) -> int | None:
+def ts_pcr(packet: bytes | bytearray | memoryview) -> int | None:
     """The PCR of a TS packet in 27 MHz units, or None if it carries none."""
     if len(packet) < 12 or not packet[3] & 0x20:           # no adaptation field
         return None
