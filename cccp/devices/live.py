@@ -24,6 +24,7 @@ from zope.interface import implementer
 from ..interfaces import IMediaSource, IMediaStore, IRecording, ITapeDeck
 from ..wire.errors import FileUnavailable, ParameterNotImplemented, RemoteProtocolError
 from ..wire.media import NULL_PACKET, RTP_MP2T, TS_PACKET, file_bitrate, sample_clip_path
+from ..wire.ts import Splicer
 from .store import Entry, FileMediaStore
 
 LIVE_DIR = "/live"
@@ -150,7 +151,10 @@ class EncoderSource:
 @implementer(IMediaSource)
 class LoopingFileSource:
     """A stored TS clip repeated without end: the built-in live source when no
-    encoder is installed. Paced by the sender like any stored stream."""
+    encoder is installed. Paced by the sender like any stored stream. Each loop is
+    spliced onto the last (:class:`~cccp.wire.ts.Splicer`): the counters run on and the
+    PCR and timestamps keep going forward, so a player sees one stream, not a jump back
+    to the start at every loop."""
 
     live = False
     rtp_input = False
@@ -162,6 +166,8 @@ class LoopingFileSource:
         self._file = open(path, "rb")
         self.consumer: IConsumer | None = None
         self._done: defer.Deferred[None] = defer.Deferred()
+        self.splicer = Splicer()
+        self.loops = 0
 
     def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
         self.consumer = consumer
@@ -171,11 +177,16 @@ class LoopingFileSource:
     def resumeProducing(self) -> None:
         if self.consumer is None:
             return
-        data = self._file.read(self.chunk)
-        if len(data) < self.chunk:
-            self._file.seek(0)
-            data += self._file.read(self.chunk - len(data))
-        self.consumer.write(data)
+        for _ in range(256):                         # until something goes out (a pull writes)
+            data = self._file.read(self.chunk)
+            out = self.splicer.feed(data) if data else b""
+            if len(data) < self.chunk:
+                self.splicer.splice(complete=True)   # the clip's end: its last PESes are whole
+                self._file.seek(0)
+                self.loops += 1
+            if out:
+                self.consumer.write(out)
+                return
 
     def pauseProducing(self) -> None:
         pass

@@ -198,3 +198,37 @@ def test_tshark_finds_no_continuity_fault_in_the_edit(clip, tmp_path):
     cut.write_bytes(clip[:TS_PACKET * 500] + clip[TS_PACKET * 520:])
     r = subprocess.run([TSHARK, "-r", str(cut), "-q", "-z", "expert"], capture_output=True, text=True, timeout=120)
     assert "missing TS frames" in r.stdout
+
+
+def test_the_looping_source_is_one_stream_across_its_loops(clip, tmp_path):
+    """The built-in live source (a clip looped) splices each loop onto the last."""
+    from cccp.devices.live import LoopingFileSource
+    path = tmp_path / "loop.ts"
+    path.write_bytes(clip)
+
+    class Sink:
+        def __init__(self) -> None:
+            self.data: list[bytes] = []
+
+        def registerProducer(self, producer: Any, streaming: bool) -> None:
+            pass
+
+        def write(self, data: bytes) -> None:
+            self.data.append(data)
+
+    sink = Sink()
+    source = LoopingFileSource(str(path))
+    source.startProducing(sink)
+    while source.loops < 3:
+        source.resumeProducing()
+    source.stopProducing()
+    out = b"".join(sink.data)
+    _check_stream(out)
+    assert len(out) > 2.5 * len(b"".join(bytes(p) for p in packets(clip) if ts_pid(p) != NULL_PID)) * 0.9
+    rec = tmp_path / "looped.ts"
+    rec.write_bytes(out)
+    r = subprocess.run([FFMPEG, "-v", "error", "-i", str(rec), "-f", "null", "-"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(rec)],
+                       capture_output=True, text=True)
+    assert float(r.stdout) > 20                   # three loops of 8 s on one timeline, not 8 s thrice
