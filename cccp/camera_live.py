@@ -78,10 +78,16 @@ class CameraViewfinder:
     def subscribe(self, viewer: Viewer) -> Callable[[], None]:
         """Start watching; returns the function that stops."""
         self.viewers.append(viewer)
-        if self._running is None:
-            self._running = defer.Deferred.fromCoroutine(self._run())
-            self._running.addErrback(lambda f: log.failure("camera live view", f))
+        self._start()
         return lambda: self._leave(viewer)
+
+    def _start(self) -> None:
+        if self._running is not None:
+            return
+        d = defer.Deferred.fromCoroutine(self._run())
+        d.addErrback(lambda f: log.failure("camera live view", f))
+        if not d.called:                 # (a start that failed at once is over already)
+            self._running = d
 
     def _leave(self, viewer: Viewer) -> None:
         if viewer in self.viewers:
@@ -98,16 +104,25 @@ class CameraViewfinder:
                 async for jpeg in view:
                     self.frames += 1
                     for v in list(self.viewers):
-                        v.frame(jpeg)
+                        try:
+                            v.frame(jpeg)
+                        except Exception:         # one viewer's trouble is not the others'
+                            log.failure("a viewer of the camera's live view failed on a frame")
+                            self._leave(v)
+                            v.ended(Failure())
                     if not self.viewers:
                         break
         except Exception:
             failure = Failure()
         finally:
             self._running = None
-            viewers, self.viewers = self.viewers, []
-            for v in viewers:
-                v.ended(failure)
+            if failure is None and self.viewers:
+                # Viewers came while live view was being switched off: switch it on again.
+                self.reactor.callLater(0, self._start)
+            else:
+                viewers, self.viewers = self.viewers, []
+                for v in viewers:
+                    v.ended(failure)
 
 
 def reencode(jpeg: bytes) -> bytes:
@@ -203,6 +218,7 @@ class CameraEncoderSource(EncoderSource, Viewer):
         self.dropped = 0
         self._stdin_full = False
         self._leave: Callable[[], None] | None = None
+        self._camera_failure: Failure | None = None
 
     def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
         done = super().startProducing(consumer)
@@ -219,18 +235,28 @@ class CameraEncoderSource(EncoderSource, Viewer):
 
     def ended(self, failure: Failure | None) -> None:
         self._leave = None
+        if failure is not None:
+            self._camera_failure = failure
         self.stopProducing()
 
     def _ended(self, reason: Failure, stderr: bytes) -> None:
         if self._leave is not None:
             self._leave()
             self._leave = None
+        failure = self._camera_failure
+        if failure is not None and not self._done.called:
+            if self.consumer is not None:
+                self.consumer.unregisterProducer()
+                self.consumer = None
+            self._done.errback(FileUnavailable(f"the camera's live view stopped: {failure.getErrorMessage()}"))
         super()._ended(reason, stderr)
 
     def stopProducing(self) -> None:
         if self._leave is not None:
             self._leave()
             self._leave = None
+        if self.process is not None:
+            self.process.closeStdin()        # ffmpeg waiting on its input ignores SIGTERM
         super().stopProducing()
 
 

@@ -24,6 +24,7 @@ off; so does reaching *frames* or *duration*.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from typing import Any
 
@@ -41,7 +42,8 @@ from .wire.vendor import CanonEOSProp, CanonOp, NikonOp
 NOT_READY = frozenset({0xA102, ResponseCode.DeviceBusy})
 #: Seconds between asks while the camera has no frame yet.
 RETRY = 0.01
-#: Seconds of "not ready" answers before giving up (a camera whose live view never starts).
+#: Seconds of "not ready" answers before giving up (a camera whose live view never starts,
+#: or stops sending frames).
 START_TIMEOUT = 5.0
 
 
@@ -107,23 +109,29 @@ class LiveView:
         if self._closed:
             raise StopAsyncIteration
         if not self._on:
-            await self._start()
+            try:
+                await self._start()
+            except BaseException:
+                with contextlib.suppress(Exception):      # the start's own error is the one to see
+                    await self.aclose()
+                raise
         assert self._started is not None
         if (self.frames and self.count >= self.frames) or (
                 self.duration and self.reactor.seconds() - self._started >= self.duration):
             await self.aclose()
             raise StopAsyncIteration
-        waited = 0.0
+        since = self.reactor.seconds()
         while True:
             jpeg = await self._one()
             if jpeg is not None:
                 self.count += 1
                 return jpeg
-            if self.count == 0 and waited >= START_TIMEOUT:
+            if self.reactor.seconds() - since >= START_TIMEOUT:
                 await self.aclose()
-                raise NoLiveView(f"the camera had no live view frame within {START_TIMEOUT:g} s")
+                if self.count == 0:
+                    raise NoLiveView(f"the camera had no live view frame within {START_TIMEOUT:g} s")
+                raise NoLiveView(f"the camera stopped sending live view frames ({START_TIMEOUT:g} s without one)")
             await task.deferLater(self.reactor, RETRY, lambda: None)
-            waited += RETRY
 
     async def __aenter__(self) -> LiveView:
         return self
@@ -147,20 +155,24 @@ class LiveView:
             raise NoLiveView("this camera has no live view the initiator knows "
                              "(Canon EOS, Nikon, or PTP 1.1 streams)")
         self._started = self.reactor.seconds()
+        # On from the first step that switches it on: a start that fails after it is
+        # switched off again (aclose).
         if self.path == "canon-eos":
             self._eos = EOS(self.client)
             await self._eos.prepare()
             if CanonEOSProp.EVFMode in self._eos.values:
                 await self._eos.set(CanonEOSProp.EVFMode, 1)
+            self._on = True
             await self._eos.set(CanonEOSProp.EVFOutputDevice, 2)
         elif self.path == "nikon":
+            self._on = True
             await self.client.call(NikonOp.StartLiveView)
             await Nikon(self.client).wait_ready(self.reactor, 2.0, 0.02)
         else:
+            self._on = True
             await self.client.setDevicePropValue(DevicePropCode.EnabledStreams, STREAM_VIDEO, DataType.UINT32)
             r = await self.client.call(Op.GetStreamInfo, 1)
             self.stream_info = StreamInfo.decode(r.data or b"")
-        self._on = True
 
     async def _one(self) -> bytes | None:
         """One frame, or None when the camera has none yet."""

@@ -245,7 +245,7 @@ class ResponderSession:
         if not isinstance(result, defer.Deferred):
             self._answered(result, request)      # the common, synchronous case: no Deferred
             return
-        if result.called and not isinstance(result.result, Failure) and not isinstance(result.result, defer.Deferred):
+        if result.called and not result.paused and not isinstance(result.result, (Failure, defer.Deferred)):
             self._answered(cast(Response, result.result), request)   # answered already: no chain
             return
         result.addCallbacks(self._answered, self._failed, callbackArgs=(request,), errbackArgs=(request,))

@@ -35,14 +35,16 @@ def write_now(transport: Any, chunks: list[bytes]) -> None:
     before them (one ``send`` of the joined bytes) instead of on the reactor's next turn:
     a PTP transaction is a request and an answer, so sending on the next turn costs a
     whole reactor iteration (and two ``epoll_ctl``) per transaction on each side. Whatever
-    the socket does not take is queued as :meth:`writeSequence` would; any other
-    transport (TLS, a test's) gets a plain :meth:`writeSequence`."""
-    sock = getattr(transport, "socket", None)
-    if (sock is None or type(transport).writeSomeData is not _TCP_WRITE or transport.dataBuffer
-            or transport._tempDataBuffer or not transport.connected or transport.disconnecting
-            or transport._writeDisconnected):
+    the socket does not take is queued as :meth:`writeSequence` would. Any other
+    transport (TLS, a wrapping protocol's, a test's), one that is closing or aborting, or
+    one with bytes queued gets a plain :meth:`writeSequence`."""
+    if (not isinstance(transport, _TCP) or getattr(type(transport), "writeSomeData", None) is not _TCP_WRITE
+            or getattr(transport, "TLS", False) or getattr(transport, "_aborting", False)
+            or transport.dataBuffer or transport._tempDataBuffer or not transport.connected
+            or transport.disconnecting or transport._writeDisconnected):
         transport.writeSequence(chunks)
         return
+    sock = transport.socket
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:
         sent = sock.send(data)
@@ -54,12 +56,13 @@ def write_now(transport: Any, chunks: list[bytes]) -> None:
         transport.write(data[sent:])
 
 
-def _tcp_write() -> Any:
+def _tcp() -> Any:
     from twisted.internet import tcp
-    return tcp.Connection.writeSomeData
+    return tcp.Connection
 
 
-_TCP_WRITE = _tcp_write()
+_TCP = _tcp()
+_TCP_WRITE = _TCP.writeSomeData
 
 
 def tcp_trouble(sock: Any) -> str | None:

@@ -28,6 +28,8 @@ from ..wire.ts import Splicer
 from .store import Entry, FileMediaStore
 
 LIVE_DIR = "/live"
+#: Seconds an encoder has to end after SIGTERM before SIGKILL.
+KILL_AFTER = 3.0
 TAPE_PATH = "/tape"
 
 #: What ffmpeg can packetise itself, by RTP payload type.
@@ -90,6 +92,9 @@ class EncoderSource:
         self.rtp_port: Any = None
         self._done: defer.Deferred[None] = defer.Deferred()
         self.rtp_input = payload_type != RTP_MP2T
+        #: While the consumer is paused an RTP encoder's datagrams are dropped (live: the
+        #: newest wins), so a TCP peer that does not read costs no memory.
+        self._paused = False
 
     def _argv(self, rtp_target: str | None) -> list[str]:
         base = [self.executable or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *self.input_args]
@@ -110,7 +115,7 @@ class EncoderSource:
         if self.rtp_input:
             from ..stream import UDPEndpoint
             ep = UDPEndpoint("127.0.0.1")
-            ep.on_datagram = lambda data, addr: consumer.write(data)
+            ep.on_datagram = lambda data, addr: None if self._paused else consumer.write(data)
             self.rtp_port = self.reactor.listenUDP(0, ep, interface="127.0.0.1", maxPacketSize=65535)
             target = f"rtp://127.0.0.1:{self.rtp_port.getHost().port}?pkt_size=1400"
         argv = self._argv(target)
@@ -132,10 +137,12 @@ class EncoderSource:
                 self._done.callback(None)
 
     def pauseProducing(self) -> None:
+        self._paused = True
         if self.process is not None and not self.rtp_input:
             self.process.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self._paused = False
         if self.process is not None and not self.rtp_input:
             self.process.resumeProducing()
 
@@ -145,7 +152,16 @@ class EncoderSource:
             try:
                 self.process.signalProcess(signal.SIGTERM)
             except error.ProcessExitedAlready:
-                pass
+                return
+            self.reactor.callLater(KILL_AFTER, self._kill, self.process)
+
+    @staticmethod
+    def _kill(process: Any) -> None:
+        """SIGKILL for an encoder that did not end on SIGTERM."""
+        try:
+            process.signalProcess(signal.SIGKILL)
+        except error.ProcessExitedAlready:
+            pass
 
 
 @implementer(IMediaSource)

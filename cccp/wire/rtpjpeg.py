@@ -54,7 +54,15 @@ class JPEGFrame:
 
 
 def parse_jpeg(data: bytes) -> JPEGFrame:
-    """The RFC 2435 view of a JPEG; :class:`UnsupportedJPEG` when it cannot go as it is."""
+    """The RFC 2435 view of a JPEG; :class:`UnsupportedJPEG` when it cannot go as it is
+    (a malformed one included: a camera's frame never raises anything else)."""
+    try:
+        return _parse(data)
+    except (struct.error, IndexError, ValueError) as e:
+        raise UnsupportedJPEG(f"a malformed JPEG ({e})") from None
+
+
+def _parse(data: bytes) -> JPEGFrame:
     if not data.startswith(b"\xff\xd8"):
         raise UnsupportedJPEG("not a JPEG (no SOI)")
     pos, qt, huffman = 2, {}, {}
@@ -76,6 +84,8 @@ def parse_jpeg(data: bytes) -> JPEGFrame:
                 precision, ident = seg[p] >> 4, seg[p] & 0x0F
                 if precision:
                     raise UnsupportedJPEG("16-bit quantisation tables")
+                if p + 65 > len(seg):
+                    raise UnsupportedJPEG("a truncated quantisation table")
                 qt[ident] = seg[p + 1:p + 65]
                 p += 65
         elif marker == 0xC4:
@@ -89,6 +99,8 @@ def parse_jpeg(data: bytes) -> JPEGFrame:
         elif 0xC2 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             raise UnsupportedJPEG(f"not a baseline JPEG (SOF 0xFF{marker:02X})")
         elif marker == 0xDD:
+            if len(seg) != 2:
+                raise UnsupportedJPEG("a restart interval segment that is not 2 bytes")
             (restart,) = struct.unpack_from(">H", seg)
         elif marker == 0xDA:
             scan_start = pos + 2 + length
@@ -103,6 +115,8 @@ def _frame(data: bytes, sof: bytes | None, qt: dict[int, bytes], huffman: dict[i
     precision, height, width, ncomp = struct.unpack_from(">BHHB", sof)
     if precision != 8 or ncomp != 3:
         raise UnsupportedJPEG(f"{ncomp} components of {precision} bits (RFC 2435 wants YCbCr, 8 bits)")
+    if len(sof) < 6 + 3 * ncomp or len(sos) < 1 + 2 * 3:
+        raise UnsupportedJPEG("a truncated frame or scan header")
     comps = [sof[6 + 3 * i:9 + 3 * i] for i in range(3)]
     sampling = [c[1] for c in comps]
     if sampling[1:] != [0x11, 0x11] or sampling[0] not in (0x21, 0x22):
@@ -121,6 +135,8 @@ def _frame(data: bytes, sof: bytes | None, qt: dict[int, bytes], huffman: dict[i
         raise UnsupportedJPEG("a quantisation table used but not defined") from None
     end = data.rfind(b"\xff\xd9")
     scan = data[scan_start:end if end >= scan_start else len(data)]
+    if len(scan) >= 1 << 24:
+        raise UnsupportedJPEG("a scan over RFC 2435's 16 MiB of fragment offsets")
     kind = (0 if sampling[0] == 0x21 else 1) + (64 if restart else 0)
     return JPEGFrame(width, height, kind, tables, restart, scan)
 

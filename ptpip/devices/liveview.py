@@ -40,6 +40,10 @@ from .capture import card_image
 
 #: The largest frame a source keeps (bytes); a bigger one is dropped.
 MAX_FRAME = 4 << 20
+#: Seconds a failed ffmpeg is not started again (its error is the answer meanwhile).
+RESTART_AFTER = 1.0
+#: Seconds ffmpeg has to end after SIGTERM before SIGKILL.
+KILL_AFTER = 3.0
 #: Image files a folder source shows.
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -214,20 +218,21 @@ def _as_jpeg(path: str, width: int, height: int) -> bytes:
 
 
 @implementer(ILiveViewSource)
-class FolderLiveView(_OneAtATime):
+class FolderLiveView:
     """The pictures of *folder* (any format Pillow reads), in name order, each shown for
     1/*rate* seconds, cycling; re-encoded in a thread as plain JPEGs of at most
-    *width* × *height*. A folder that is empty or gone fails the frame."""
+    *width* × *height*, one conversion per picture at a time (callers asking meanwhile
+    wait for that picture's). A folder that is empty or gone fails the frame."""
 
     def __init__(self, reactor: Any, folder: str, rate: float = 2.0, width: int = 640,
                  height: int = 480) -> None:
-        super().__init__()
         self.reactor = reactor
         self.folder = folder
         self.rate = rate
         self.width, self.height = width, height
         self.count = 0
         self._cache: dict[str, tuple[float, bytes]] = {}
+        self._converting: dict[str, list[defer.Deferred[bytes]]] = {}
         self._started: float | None = None
 
     def _names(self) -> list[str]:
@@ -256,17 +261,26 @@ class FolderLiveView(_OneAtATime):
         if cached is not None and cached[0] == mtime:
             self.count += 1
             return defer.succeed(cached[1])
+        d: defer.Deferred[bytes] = defer.Deferred()
+        waiting = self._converting.get(path)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._converting[path] = [d]
 
-        def start() -> defer.Deferred[bytes]:
-            return threads.deferToThread(_as_jpeg, path, self.width, self.height)
-
-        def keep(jpeg: bytes) -> bytes:
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[path] = (mtime, jpeg)
-            self.count += 1
-            return jpeg
-        return self._join(start).addCallback(keep)
+        def done(result: Any) -> None:
+            if not isinstance(result, Failure):
+                if len(self._cache) > 64:
+                    self._cache.clear()
+                self._cache[path] = (mtime, result)
+            for w in self._converting.pop(path, []):
+                if isinstance(result, Failure):
+                    w.errback(result)
+                else:
+                    self.count += 1
+                    w.callback(result)
+        threads.deferToThread(_as_jpeg, path, self.width, self.height).addBoth(done)
+        return d
 
 
 class JPEGSplitter:
@@ -335,6 +349,7 @@ class FfmpegLiveView:
         self._waiting: list[defer.Deferred[bytes]] = []
         self._idle_call: Any = None
         self.failure: str | None = None
+        self._failed_at = 0.0
 
     @classmethod
     def from_file(cls, reactor: Any, path: str, **kwargs: Any) -> FfmpegLiveView:
@@ -354,6 +369,9 @@ class FfmpegLiveView:
         if self.process is None:
             if not self.executable:
                 return defer.fail(OSError("live view needs ffmpeg, which is not installed"))
+            if self.failure and self.reactor.seconds() - self._failed_at < RESTART_AFTER:
+                # ffmpeg just failed: say why again rather than start it again at once.
+                return defer.fail(OSError(f"live view from {self.description}: {self.failure[-300:]}"))
             self.latest, self.failure = None, None
             self._proto = _FfmpegFrames(self)
             argv = self.argv()
@@ -388,19 +406,33 @@ class FfmpegLiveView:
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self.failure = stderr or "ffmpeg ended"
+        self._failed_at = self.reactor.seconds()
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(OSError(f"live view from {self.description}: {self.failure[-300:]}"))
 
     def stop(self) -> None:
-        """Stop ffmpeg (it starts again at the next frame asked for)."""
+        """Stop ffmpeg (a fresh one starts at the next frame asked for); SIGKILL follows
+        SIGTERM after a few seconds for one that hangs."""
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
-        if self.process is not None:
+        process, self.process, self._proto, self.latest = self.process, None, None, None
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(OSError(f"live view from {self.description} was stopped"))
+        if process is not None:
             try:
-                self.process.signalProcess(signal.SIGTERM)
+                process.signalProcess(signal.SIGTERM)
             except error.ProcessExitedAlready:
-                pass
+                return
+            self.reactor.callLater(KILL_AFTER, _kill, process)
+
+
+def _kill(process: Any) -> None:
+    try:
+        process.signalProcess(signal.SIGKILL)
+    except error.ProcessExitedAlready:
+        pass
 
 
 def live_view_source(reactor: Any, spec: str, camera: Any = None) -> ILiveViewSource | None:

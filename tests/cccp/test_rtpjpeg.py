@@ -9,6 +9,8 @@ import struct
 
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cccp.wire.media import RTPPacket
@@ -142,3 +144,37 @@ async def test_a_frame_rfc_2435_cannot_carry_is_re_encoded_and_a_paused_viewer_d
     source.stopProducing()
     assert vf.viewers == [] and out.producer is None
     await done
+
+
+def _steady() -> bytes:
+    out = io.BytesIO()
+    Image.linear_gradient("L").convert("RGB").resize((64, 48)).save(out, "JPEG", quality=70)
+    return out.getvalue()
+
+
+_STEADY = _steady()           # the same bytes in every example
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_damaged_frame_is_refused_cleanly_never_a_crash(data):
+    """Truncated or mangled segments (SOF, DRI, SOS, DQT) give UnsupportedJPEG or a frame."""
+    mutated = bytearray(_STEADY)
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, min(len(mutated) - 1, 700)))
+        mutated[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(2, len(mutated)))
+    for candidate in (bytes(mutated), bytes(mutated[:cut])):
+        try:
+            f = parse_jpeg(candidate)
+        except UnsupportedJPEG:
+            continue
+        assert len(f.tables) == 128 and f.width and f.height
+
+
+def test_a_short_quantisation_table_is_refused():
+    data = bytearray(_jpeg())
+    at = data.index(b"\xff\xdb")
+    data[at + 2:at + 4] = (2 + 1 + 10).to_bytes(2, "big")       # a DQT that says 10 bytes
+    with pytest.raises(UnsupportedJPEG):
+        parse_jpeg(bytes(data))

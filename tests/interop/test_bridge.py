@@ -364,13 +364,30 @@ async def _stop(c: Any, transfer: Any) -> None:
     await c.quit()
 
 
+def _encoders() -> list[int]:
+    """ffmpeg processes this test process started that are still running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)
+            except OSError:
+                continue
+            if "(ffmpeg" in fields[0] and int(fields[1].split()[1]) == os.getpid() and fields[1].split()[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
 async def _off(reactor: Any, rig: Any) -> None:
-    """The camera's live view is switched off once nobody watches."""
-    for _ in range(100):
-        if not rig.bridge.viewfinder.viewers and rig.responder.camera.properties.get(0x5021) == 0:
+    """The camera's live view is switched off once nobody watches, and no encoder is left
+    (within 2 s: sooner than the SIGKILL that follows a SIGTERM ffmpeg ignored)."""
+    for _ in range(40):
+        if not rig.bridge.viewfinder.viewers and rig.responder.camera.properties.get(0x5021) == 0 \
+                and not _encoders():
             return
         await sleep(reactor, 0.05)
-    raise AssertionError("the camera's live view was left on")
+    raise AssertionError(f"the camera's live view was left on, or an encoder runs: {_encoders()}")
 
 
 @pytest_twisted.ensureDeferred

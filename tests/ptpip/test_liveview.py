@@ -268,3 +268,39 @@ async def test_liveview_on_a_camera_without_one_says_so(reactor, tmp_path):
         await client.close()
         await stop_responder(r)
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_folder_source_gives_each_caller_its_own_picture_while_converting(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    Image.new("RGB", (800, 600), (220, 0, 0)).save(folder / "a.png")
+    Image.new("RGB", (800, 600), (0, 0, 220)).save(folder / "b.png")
+    clock = task.Clock()
+    source = FolderLiveView(clock, str(folder), rate=2.0)
+    first = source.frame()                       # a.png, being converted
+    clock.advance(0.5)
+    second = source.frame()                      # b.png, asked for before a.png is done
+    red, blue = _image(await first).getpixel((5, 5)), _image(await second).getpixel((5, 5))
+    assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0]
+    clock.advance(0.5)
+    assert _image(await source.frame()).getpixel((5, 5))[0] > 150      # a.png again, from the cache
+
+
+def test_write_now_leaves_any_transport_but_plain_tcp_to_its_own_write():
+    from twisted.internet.testing import StringTransport
+    from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+    from ptpip.sockets import write_now
+    plain = StringTransport()
+    write_now(plain, [b"ab", b"cd"])
+    assert plain.value() == b"abcd"
+    inner = StringTransport()
+    class Quiet:
+        def makeConnection(self, transport: Any) -> None:
+            pass
+    factory = WrappingFactory(None)
+    wrapper = ProtocolWrapper(factory, Quiet())            # what TLS and policies put in between
+    wrapper.makeConnection(inner)
+    write_now(wrapper, [b"xy"])
+    assert inner.value() == b"xy"
