@@ -50,6 +50,18 @@ def liveview_responder(root: str, port: str, profile: str, frame: str) -> None:
     reactor.run()
 
 
+def ts_index(path: str) -> None:
+    """Index a TS clip in 1 MiB chunks; prints access points, bytes and seconds."""
+    from cccp.wire.ts import TSIndexer
+    ix = TSIndexer()
+    t0 = time.monotonic()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            ix.feed(chunk)
+    index = ix.finish()
+    print(f"{len(index)} {index.size} {time.monotonic() - t0:.3f}", flush=True)
+
+
 def ptpip_liveview(port: str, seconds: str) -> None:
     """Live view frames per second through PTPClient.liveview(); prints frames, seconds, bytes."""
     from ptpip.client import PTPClient
@@ -264,4 +276,5 @@ if __name__ == "__main__":
     {"responder": responder, "bare-server": bare_server, "bare-client": bare_client,
      "pong-server": pong_server, "cccp-server": cccp_server, "ptpip-get": ptpip_get,
      "ptpip-latency": ptpip_latency, "pong-client": pong_client, "ptpip-many": ptpip_many,
-     "liveview-responder": liveview_responder, "ptpip-liveview": ptpip_liveview}[name](*args)
+     "liveview-responder": liveview_responder, "ptpip-liveview": ptpip_liveview,
+     "ts-index": ts_index}[name](*args)

@@ -1,6 +1,6 @@
 """Run every benchmark (or the ones named) and append the results to bench/RESULTS.md.
 
-    python -m bench.run                       # all six
+    python -m bench.run                       # all seven
     python -m bench.run ptpip_bulk cccp_udp   # some
     python -m bench.bench_ptpip_bulk --size 4 # one alone, with its options
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["ptpip_bulk", "ptpip_latency", "ptpip_liveview", "ptpip_concurrency", "cccp_bulk", "cccp_udp"]
+ALL = ["ptpip_bulk", "ptpip_latency", "ptpip_liveview", "ptpip_concurrency", "cccp_bulk", "cccp_udp", "ts_index"]
 
 
 def main(argv: list[str] | None = None) -> None:
