@@ -82,13 +82,8 @@ class LiveView:
     limit) end the iteration, after which live view is off."""
 
     def __init__(self, client: Any, reactor: Any = None, *, frames: int = 0, duration: float = 0.0) -> None:
-        if reactor is None:
-            reactor = getattr(client.session, "reactor", None)
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-            reactor = _reactor
         self.client = client
-        self.reactor = reactor
+        self.reactor = reactor if reactor is not None else client.session.reactor
         self.frames = frames
         self.duration = duration
         self.path = live_view_path(client)
@@ -192,10 +187,7 @@ class LiveView:
         if r.code in NOT_READY:
             return None
         r.check(code)
-        data = r.data or b""
-        if code == Op.GetStream and data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9":
-            return data                      # PTP 1.1: the data phase is the frame, nothing else
-        return jpeg_in(data)
+        return jpeg_in(r.data or b"")
 
     async def _stop(self) -> None:
         if self.path == "canon-eos":

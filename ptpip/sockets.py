@@ -32,28 +32,26 @@ def tune(transport: Any) -> None:
 
 def write_now(transport: Any, chunks: list[bytes]) -> None:
     """Write *chunks* to a TCP transport, sending them at once when nothing is queued
-    before them (one ``send`` of the joined bytes) instead of on the reactor's next turn:
+    before them (one ``sendmsg`` of them all) instead of on the reactor's next turn:
     a PTP transaction is a request and an answer, so sending on the next turn costs a
     whole reactor iteration (and two ``epoll_ctl``) per transaction on each side. Whatever
     the socket does not take is queued as :meth:`writeSequence` would. Any other
     transport (TLS, a wrapping protocol's, a test's), one that is closing or aborting, or
     one with bytes queued gets a plain :meth:`writeSequence`."""
-    if (not isinstance(transport, _TCP) or getattr(type(transport), "writeSomeData", None) is not _TCP_WRITE
+    if (not _SENDMSG or not isinstance(transport, _TCP) or getattr(type(transport), "writeSomeData", None) is not _TCP_WRITE
             or getattr(transport, "TLS", False) or getattr(transport, "_aborting", False)
             or transport.dataBuffer or transport._tempDataBuffer or not transport.connected
             or transport.disconnecting or transport._writeDisconnected):
         transport.writeSequence(chunks)
         return
-    sock = transport.socket
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:
-        sent = sock.send(data)
+        sent = transport.socket.sendmsg(chunks)      # gathered: the parts are not joined first
     except (BlockingIOError, InterruptedError):
         sent = 0
     except OSError:
         sent = 0                           # the reactor's own write notices the error
-    if sent < len(data):
-        transport.write(data[sent:])
+    if sent < sum(map(len, chunks)):
+        transport.write(b"".join(chunks)[sent:])
 
 
 def _tcp() -> Any:
@@ -62,6 +60,7 @@ def _tcp() -> Any:
 
 
 _TCP = _tcp()
+_SENDMSG = hasattr(socket.socket, "sendmsg")
 _TCP_WRITE = _TCP.writeSomeData
 
 

@@ -146,7 +146,7 @@ def pes_timestamps(p: Buf) -> tuple[int | None, int | None]:
 
 def shift_timestamps(p: bytearray, delta_pcr: int) -> None:
     """Move a packet's PCR (27 MHz) and its PES header's PTS/DTS (90 kHz) by *delta_pcr*."""
-    pcr = ts_pcr(bytes(p[:12]))
+    pcr = ts_pcr(p)
     if pcr is not None:
         set_pcr(p, pcr + delta_pcr)
     flags_at = _pes_header(p)

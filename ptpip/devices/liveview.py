@@ -158,25 +158,24 @@ def camera_settings(camera: Any) -> ViewSettings:
     return ViewSettings(tuple(lines), ev, zoom)
 
 
-class _OneAtATime:
-    """A frame is made one at a time; callers asking meanwhile get the same frame."""
+class _Shared:
+    """One job per key at a time: callers asking for a key meanwhile get that job's result."""
 
     def __init__(self) -> None:
-        self._making: defer.Deferred[bytes] | None = None
-        self._waiting: list[defer.Deferred[bytes]] = []
+        self._jobs: dict[Any, list[defer.Deferred[bytes]]] = {}
 
-    def _join(self, start: Callable[[], defer.Deferred[bytes]]) -> defer.Deferred[bytes]:
+    def join(self, key: Any, start: Callable[[], defer.Deferred[bytes]]) -> defer.Deferred[bytes]:
         d: defer.Deferred[bytes] = defer.Deferred()
-        self._waiting.append(d)
-        if self._making is None:
-            self._making = start()
-            self._making.addBoth(self._made)
+        waiting = self._jobs.get(key)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._jobs[key] = [d]
+        start().addBoth(self._done, key)
         return d
 
-    def _made(self, result: Any) -> None:
-        self._making = None
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
+    def _done(self, result: Any, key: Any) -> None:
+        for d in self._jobs.pop(key, []):
             if isinstance(result, Failure):
                 d.errback(result)
             else:
@@ -184,7 +183,7 @@ class _OneAtATime:
 
 
 @implementer(ILiveViewSource)
-class TestCardLiveView(_OneAtATime):
+class TestCardLiveView:
     """A moving test card drawn in a thread; *settings* (called on the reactor thread for
     each frame) says what the camera's settings are now, so the frame shows them."""
 
@@ -192,7 +191,7 @@ class TestCardLiveView(_OneAtATime):
 
     def __init__(self, width: int = 640, height: int = 480,
                  settings: Callable[[], ViewSettings] | None = None) -> None:
-        super().__init__()
+        self._drawing = _Shared()
         self.width = width
         self.height = height
         self.settings = settings
@@ -203,7 +202,7 @@ class TestCardLiveView(_OneAtATime):
             self.count += 1
             now = self.settings() if self.settings is not None else ViewSettings()
             return threads.deferToThread(draw_live_frame, self.width, self.height, self.count, now)
-        return self._join(start)
+        return self._drawing.join(None, start)
 
 
 def _as_jpeg(path: str, width: int, height: int) -> bytes:
@@ -232,7 +231,7 @@ class FolderLiveView:
         self.width, self.height = width, height
         self.count = 0
         self._cache: dict[str, tuple[float, bytes]] = {}
-        self._converting: dict[str, list[defer.Deferred[bytes]]] = {}
+        self._converting = _Shared()
         self._started: float | None = None
 
     def _names(self) -> list[str]:
@@ -259,28 +258,20 @@ class FolderLiveView:
             return defer.fail(e)
         cached = self._cache.get(path)
         if cached is not None and cached[0] == mtime:
-            self.count += 1
-            return defer.succeed(cached[1])
-        d: defer.Deferred[bytes] = defer.Deferred()
-        waiting = self._converting.get(path)
-        if waiting is not None:
-            waiting.append(d)
-            return d
-        self._converting[path] = [d]
+            return defer.succeed(self._delivered(cached[1]))
 
-        def done(result: Any) -> None:
-            if not isinstance(result, Failure):
+        def start() -> defer.Deferred[bytes]:
+            def keep(jpeg: bytes) -> bytes:
                 if len(self._cache) > 64:
                     self._cache.clear()
-                self._cache[path] = (mtime, result)
-            for w in self._converting.pop(path, []):
-                if isinstance(result, Failure):
-                    w.errback(result)
-                else:
-                    self.count += 1
-                    w.callback(result)
-        threads.deferToThread(_as_jpeg, path, self.width, self.height).addBoth(done)
-        return d
+                self._cache[path] = (mtime, jpeg)
+                return jpeg
+            return threads.deferToThread(_as_jpeg, path, self.width, self.height).addCallback(keep)
+        return self._converting.join(path, start).addCallback(self._delivered)
+
+    def _delivered(self, jpeg: bytes) -> bytes:
+        self.count += 1
+        return jpeg
 
 
 class JPEGSplitter:
