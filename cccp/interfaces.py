@@ -54,6 +54,19 @@ class ITapeDeck(Interface):
         """Stop at the current position."""
 
 
+class ITapeMedia(Interface):
+    """A medium being sent that is a tape (``/tape``, or a stored clip RETRieved in
+    ``TYPE I M``): the tape commands of the session that RETRieves it move it, and TSTA
+    reports its position from what is sent (draft section 1: a file name may stand for
+    a tape)."""
+
+    def tapeDeck():
+        """The :class:`ITapeDeck` that moves it (or a Deferred of it)."""
+
+    def tapePosition():
+        """The tape position (seconds, a Decimal) of the picture being sent now, or None."""
+
+
 class IMediaSource(IPushProducer):
     """Bytes to send on a data connection: a stored file or a live stream.
 

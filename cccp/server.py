@@ -26,7 +26,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .interfaces import ICamera, IMediaSource, IMediaStore, ITapeDeck
+from .devices.store import FileMediaSource
+from .devices.tape import ClipTapeSource, IndexCache
+from .interfaces import ICamera, IMediaSource, IMediaStore, ITapeDeck, ITapeMedia
 from .realm import ICCCPUser
 from .transfers import Transfers
 from .wire.commands import (
@@ -56,7 +58,7 @@ from .wire.errors import (
 )
 from .wire.logins import LoginGuard
 from .wire.media import RTP_MP2T
-from .wire.session import TOO_LONG, LineBuffer, LoginPhase, Session, TransferPlan
+from .wire.session import TOO_LONG, Framing, LineBuffer, LoginPhase, Session, TransferPlan
 
 __all__ = ["DEFAULT_PORT", "HELP_TEXT", "CCCPFactory", "CCCPServerProtocol"]
 
@@ -452,7 +454,11 @@ class CCCPServerProtocol(protocol.Protocol):
             raise SyntaxErrorInArguments("RETR needs a path")
         plan = self.session.plan("RETR")
         path = self.session.resolve(arg)
-        return self.transfers.retrieve(path, self._openSource(path, plan), plan)
+        source = self._openSource(path, plan)
+        if plan.framing is not Framing.RAW and isinstance(source, FileMediaSource) and not source.offset:
+            # a stored clip sent as media is a tape its session's tape commands move
+            source = ClipTapeSource(self.factory.reactor, source.path, self.factory.indexes)
+        return self.transfers.retrieve(path, source, plan)
 
     def cccp_STOR(self, arg: str | None) -> defer.Deferred[Any]:
         if not arg:
@@ -467,12 +473,25 @@ class CCCPServerProtocol(protocol.Protocol):
         return self.transfers.abort()
 
     # -- tape (draft section 4) ----------------------------------------------------------
-    def _tapeArgs(self, verb: str, arg: str | None) -> tuple[Decimal | None, Decimal | None]:
+    def _tapeMedia(self) -> Any:
+        """The tape this session is RETRieving (``/tape`` or a stored clip), if any."""
+        t = self.transfers.current
+        source = getattr(t, "source", None) if t is not None else None
+        return source if ITapeMedia.providedBy(source) else None
+
+    def _tapeTarget(self) -> defer.Deferred[tuple[ITapeDeck, Any]]:
+        """The deck the session's tape commands move, and the medium it is sending: the
+        clip being RETRieved as a tape, else the user's tape deck."""
+        media = self._tapeMedia()
+        if media is not None:
+            return defer.maybeDeferred(media.tapeDeck).addCallback(lambda deck: (deck, media))
+        return defer.succeed((self._deck(), None))
+
+    def _tapeArgs(self, verb: str, arg: str | None, deck: ITapeDeck) -> tuple[Decimal | None, Decimal | None]:
         words = arg.split(" ") if arg else []
         if len(words) > 2 or any(w == "" for w in words):
             raise SyntaxErrorInArguments(f"{verb} takes [stop-position [speed]] separated by single spaces")
         stop = speed = None
-        deck = self._deck()
         if words:
             n = parse_number(words[0], allow_step=False)
             stop = n.apply(deck.state()[1], Decimal(0))
@@ -481,17 +500,20 @@ class CCCPServerProtocol(protocol.Protocol):
         return stop, speed
 
     def _tape(self, verb: str, arg: str | None, method: str) -> Any:
-        deck = self._deck()
-        if verb not in deck.commands():
-            raise NotImplementedHere(f"{verb} is not supported by this tape device")
-        stop, speed = self._tapeArgs(verb, arg)
-        d = defer.maybeDeferred(getattr(deck, method), stop, speed)
-        return d.addCallback(lambda used: self._tapeReply(verb, speed, used))
+        def move(target: tuple[ITapeDeck, Any]) -> Any:
+            deck = target[0]
+            if verb not in deck.commands():
+                raise NotImplementedHere(f"{verb} is not supported by this tape device")
+            stop, speed = self._tapeArgs(verb, arg, deck)
+            d = defer.maybeDeferred(getattr(deck, method), stop, speed)
+            return d.addCallback(lambda used: self._tapeReply(deck, verb, speed, used))
+        return self._tapeTarget().addCallback(move)
 
-    def _tapeReply(self, verb: str, asked: Decimal | None = None, used: Any = None) -> tuple[int, str]:
+    def _tapeReply(self, deck: ITapeDeck, verb: str, asked: Decimal | None = None,
+                   used: Any = None) -> tuple[int, str]:
         """200 with the state reached, and the speed when the tape moves: the draft leaves
         precision and range to the device, so a speed it clamped is named as such."""
-        op, pos = self._deck().state()
+        op, pos = deck.state()
         text = f"Command okay: {verb}; now {op} at {format_number(pos)}"
         if isinstance(used, Decimal) and op != "PAUS":
             text += f", speed {format_number(used)}"
@@ -511,20 +533,26 @@ class CCCPServerProtocol(protocol.Protocol):
     def cccp_PAUS(self, arg: str | None) -> Any:
         if arg:
             raise SyntaxErrorInArguments("PAUS takes no argument")
-        deck = self._deck()
-        if "PAUS" not in deck.commands():
-            raise NotImplementedHere("PAUS is not supported by this tape device")
-        return defer.maybeDeferred(deck.pause).addCallback(lambda _: self._tapeReply("PAUS"))
 
-    def cccp_TSTA(self, arg: str | None) -> tuple[int, list[str]]:
+        def pause(target: tuple[ITapeDeck, Any]) -> Any:
+            deck = target[0]
+            if "PAUS" not in deck.commands():
+                raise NotImplementedHere("PAUS is not supported by this tape device")
+            return defer.maybeDeferred(deck.pause).addCallback(lambda _: self._tapeReply(deck, "PAUS"))
+        return self._tapeTarget().addCallback(pause)
+
+    def cccp_TSTA(self, arg: str | None) -> Any:
         # "TAPE STATUS command is always supported", also by devices without a tape.
-        deck = self.user.deck if self.user is not None else None
-        if deck is None:
-            status = TapeStatus("PAUS", Decimal(0))
-        else:
+        if self._tapeMedia() is None and (self.user is None or self.user.deck is None):
+            return 200, tsta_lines(TapeStatus("PAUS", Decimal(0)))
+
+        def status(target: tuple[ITapeDeck, Any]) -> tuple[int, list[str]]:
+            deck, media = target
             op, pos = deck.state()
-            status = TapeStatus(op, pos, dict(deck.commands()))
-        return 200, tsta_lines(status)
+            # While the tape is being sent: the position of the picture going out.
+            shown = media.tapePosition() if media is not None else None
+            return 200, tsta_lines(TapeStatus(op, shown if shown is not None else pos, dict(deck.commands())))
+        return self._tapeTarget().addCallback(status)
 
     # -- camera (draft section 5) -----------------------------------------------------------
     def _cameraCommand(self, verb: str, arg: str | None) -> Any:
@@ -651,6 +679,8 @@ class CCCPFactory(protocol.ServerFactory):
         self.multicast_interface = multicast_interface
         self.banner = banner
         self.reactor = reactor
+        #: Indexes of the stored clips played as tapes (built in a thread, kept).
+        self.indexes = IndexCache(reactor)
         self.login_timeout = login_timeout
         self.stall_timeout = stall_timeout
         self.max_unauthenticated = (max_unauthenticated if max_unauthenticated is not None

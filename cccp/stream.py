@@ -166,6 +166,7 @@ class MediaSender:
         self._udp_pending = b""
         self._scheduling = False
         self.sent = 0
+        self.read_ahead = READ_AHEAD
         self.done: defer.Deferred[int] = defer.Deferred()
         self.error: BaseException | None = None
         self.stopped = False
@@ -173,6 +174,8 @@ class MediaSender:
     # -- IConsumer (the source writes into us) -----------------------------------
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self._producer, self._streaming = producer, streaming
+        # a source that must answer commands soon (a tape) asks to be read less far ahead
+        self.read_ahead = getattr(producer, "read_ahead", READ_AHEAD)
 
     def unregisterProducer(self) -> None:
         self._producer = None
@@ -255,18 +258,18 @@ class MediaSender:
             self._finish()
 
     def _pull(self, now: float) -> None:
-        """Ask the source for more while less than READ_AHEAD is queued."""
+        """Ask the source for more while less than :attr:`read_ahead` seconds are queued."""
         if self._producer is None or self._producer_done or self._output_paused:
             return
         ahead = (self._queue[-1][0] - now) if self._queue else 0.0
         if self._streaming:
-            if ahead > READ_AHEAD:
+            if ahead > self.read_ahead:
                 self._producer.pauseProducing()
             else:
                 self._producer.resumeProducing()
             return
         guard = 0
-        while ahead <= READ_AHEAD and self._producer is not None and not self._producer_done and guard < 64:
+        while ahead <= self.read_ahead and self._producer is not None and not self._producer_done and guard < 64:
             self._producer.resumeProducing()           # a pull producer writes one chunk
             guard += 1
             ahead = (self._queue[-1][0] - now) if self._queue else 0.0

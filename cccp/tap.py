@@ -44,6 +44,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
          "become the media store)."],
         ["tape", None, "virtual", "Tape deck: 'virtual' or 'none'."],
         ["tape-length", None, 3600.0, "Length of the virtual tape in seconds.", float],
+        ["tape-clip", None, None, "MPEG2-TS clip repeated along the virtual tape (default: the sample clip)."],
         ["multicast-ttl", None, 1, "TTL of multicast datagrams (1: this link only).", int],
         ["multicast-interface", None, None, "Address of the interface for multicast."],
         ["login-timeout", None, 30.0, "Seconds a connection has to log in (NOOP does not extend it; 0: no limit).",
@@ -97,6 +98,16 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             raise usage.UsageError(f"--camera must be 'virtual', 'none' or 'ptpip:HOST[:PORT]', not {camera!r}")
         if self["root"] is not None and not os.path.isdir(self["root"]):
             raise usage.UsageError(f"--root {self['root']!r} is not a folder")
+        self["tape-index"] = None
+        if self["tape-clip"] is not None:
+            from .devices.tape import index_file
+            from .wire.ts import TSError
+            try:
+                self["tape-index"] = index_file(self["tape-clip"])
+            except OSError as e:
+                raise usage.UsageError(f"--tape-clip {self['tape-clip']!r}: {e.strerror}") from None
+            except TSError as e:
+                raise usage.UsageError(f"--tape-clip {self['tape-clip']!r} cannot be played as a tape: {e}") from None
 
 
 class _Cleanup(service.Service):
@@ -138,7 +149,10 @@ def makeService(options: Options) -> service.MultiService:
             if sample:
                 shutil.copy(sample, root)
         camera = VirtualCamera() if options["camera"] == "virtual" else None
-        store = MediaLibrary(FileMediaStore(root, writable=not read_only), reactor, deck)
+        store = MediaLibrary(FileMediaStore(root, writable=not read_only), reactor, deck,
+                             tape_clip=options["tape-clip"])
+        if options["tape-index"] is not None:
+            store.indexes.put(options["tape-clip"], options["tape-index"])
     realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"], read_only=read_only)
     checkers = options.get("credCheckers", [])
     anonymous = options["anonymous"] or not checkers

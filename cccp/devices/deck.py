@@ -24,7 +24,7 @@ class VirtualTapeDeck:
     """
 
     def __init__(self, length: float = 3600.0, clock: Any = None, max_play_speed: float = 8,
-                 max_ff_speed: float = 64) -> None:
+                 max_ff_speed: float = 64, position: float = 0.0) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
@@ -32,7 +32,7 @@ class VirtualTapeDeck:
         self.max_play_speed = Decimal(str(max_play_speed))
         self.max_ff_speed = Decimal(str(max_ff_speed))
         self._op = "PAUS"
-        self._pos = Decimal(0)
+        self._pos = max(Decimal(0), min(self.length, Decimal(str(position))))
         self._t0 = self._now()
         self._speed = Decimal(0)
         self._stop: Decimal | None = None
@@ -73,6 +73,18 @@ class VirtualTapeDeck:
 
     def position(self) -> Decimal:
         return self.state()[1]
+
+    def motion_at(self, seconds: float) -> tuple[str, float, float]:
+        """``(operation, position, speed)`` at clock time *seconds* (now or later), as the
+        deck will be if no command comes first: what a player sends ahead of time."""
+        self._settle()
+        if self._op == "PAUS":
+            return "PAUS", float(self._pos), 0.0
+        pos = self._pos + self._speed * (Decimal(str(seconds)) - self._t0)
+        limit = self._limit()
+        if (self._speed > 0 and pos >= limit) or (self._speed < 0 and pos <= limit):
+            return "PAUS", float(limit), 0.0
+        return self._op, float(pos), float(self._speed)
 
     def _move(self, op: str, stop: Decimal | None, speed: Decimal | None, default: Decimal,
               limit: Decimal) -> Decimal | None:

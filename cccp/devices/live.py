@@ -1,5 +1,6 @@
-"""Live media sources: an encoder subprocess (ffmpeg via spawnProcess), a looped
-sample clip for machines without an encoder, and the tape deck's output.
+"""Live media sources: an encoder subprocess (ffmpeg via spawnProcess) and a looped
+sample clip for machines without an encoder; the tape deck's output is in
+:mod:`cccp.devices.tape`.
 
 :class:`MediaLibrary` presents them beside a folder of files as "dummy
 filenames" (draft section 1): ``/live/testpattern``, ``/live/v4l2`` (when a
@@ -12,10 +13,9 @@ import os
 import shutil
 import signal
 import time
-from decimal import Decimal
 from typing import Any
 
-from twisted.internet import defer, error, protocol, task
+from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -23,9 +23,11 @@ from zope.interface import implementer
 
 from ..interfaces import IMediaSource, IMediaStore, IRecording, ITapeDeck
 from ..wire.errors import FileUnavailable, ParameterNotImplemented, RemoteProtocolError
-from ..wire.media import NULL_PACKET, RTP_MP2T, TS_PACKET, file_bitrate, sample_clip_path
+from ..wire.media import RTP_MP2T, sample_clip_path
+from ..wire.tape import Tape
 from ..wire.ts import Splicer
 from .store import Entry, FileMediaStore
+from .tape import IndexCache, TapeRecording, TapeSource, tape_of
 
 LIVE_DIR = "/live"
 #: Seconds an encoder has to end after SIGTERM before SIGKILL.
@@ -214,102 +216,34 @@ class LoopingFileSource:
             self._done.callback(None)
 
 
-@implementer(IMediaSource)
-class TapeSource:
-    """What a tape deck sends: the tape's content in real time while it PLAYs or
-    RECOrds at normal speed, null TS packets (a blank picture, silence) otherwise.
-
-    The content is a TS clip mapped onto the tape and repeated; the byte position
-    follows the deck's position (seconds × the clip's bitrate), so what is sent
-    always agrees with TSTA.
-    """
-
-    live = True
-    rtp_input = False
-    length = None
-
-    def __init__(self, reactor: Any, deck: ITapeDeck, clip: str, tick: float = 0.02) -> None:
-        self.reactor = reactor
-        self.deck = deck
-        self.clip = open(clip, "rb").read()
-        self.clip = self.clip[:len(self.clip) // TS_PACKET * TS_PACKET]
-        rate = file_bitrate(clip) or 2_000_000
-        self.byte_rate = rate / 8
-        self.tick = tick
-        self.consumer: IConsumer | None = None
-        self._loop: task.LoopingCall | None = None
-        self._done: defer.Deferred[None] = defer.Deferred()
-        self._debt = 0.0
-        self._last = None
-        self.content_bytes = 0
-        self.blank_bytes = 0
-
-    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
-        self.consumer = consumer
-        consumer.registerProducer(self, True)
-        self._loop = task.LoopingCall(self._emit)
-        self._loop.clock = self.reactor
-        self._loop.start(self.tick, now=True)
-        return self._done
-
-    def _offset(self, position: Decimal) -> int:
-        byte = int(float(position) * self.byte_rate) // TS_PACKET * TS_PACKET
-        return byte % len(self.clip) if self.clip else 0
-
-    def _emit(self) -> None:
-        if self.consumer is None:
-            return
-        now = self.reactor.seconds()
-        elapsed = self.tick if self._last is None else now - self._last
-        self._last = now
-        self._debt += elapsed * self.byte_rate
-        n = int(self._debt // TS_PACKET)
-        if n <= 0:
-            return
-        self._debt -= n * TS_PACKET
-        op, pos = self.deck.state()
-        speed = getattr(self.deck, "_speed", Decimal(1))
-        if op in ("PLAY", "RECO") and speed == 1 and self.clip:
-            start = self._offset(pos - Decimal(str(elapsed)))
-            data = (self.clip + self.clip)[start:start + n * TS_PACKET]
-            self.content_bytes += len(data)
-        else:
-            data = NULL_PACKET * n
-            self.blank_bytes += len(data)
-        self.consumer.write(data)
-
-    def pauseProducing(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-            self._loop = None
-
-    def resumeProducing(self) -> None:
-        if self._loop is None and self.consumer is not None:
-            self._last = self.reactor.seconds()
-            self._loop = task.LoopingCall(self._emit)
-            self._loop.clock = self.reactor
-            self._loop.start(self.tick, now=False)
-
-    def stopProducing(self) -> None:
-        self.pauseProducing()
-        self.consumer = None
-        if not self._done.called:
-            self._done.callback(None)
-
-
 @implementer(IMediaStore)
 class MediaLibrary:
     """A folder of media plus live "dummy filenames": ``/live/testpattern``,
     ``/live/v4l2`` (if ``/dev/video0`` exists) and ``/tape`` (with a tape deck)."""
 
     def __init__(self, files: FileMediaStore, reactor: Any, deck: ITapeDeck | None = None,
-                 encoder: str | None = "auto", v4l2_device: str = "/dev/video0") -> None:
+                 encoder: str | None = "auto", v4l2_device: str = "/dev/video0",
+                 tape_clip: str | None = None) -> None:
         self.files = files
         self.reactor = reactor
         self.deck = deck
         self.encoder = ffmpeg_path() if encoder == "auto" else encoder
         self.v4l2_device = v4l2_device
         self.sample = sample_clip_path()
+        #: The clip repeated along the deck's tape (the sample clip unless told).
+        self.tape_clip = tape_clip or self.sample
+        self.indexes = IndexCache(reactor)
+        self._tape: Tape | None = None
+
+    @property
+    def tape(self) -> Tape:
+        """What is on the deck's tape: the sample clip repeated along it, and what was
+        recorded onto it."""
+        if self._tape is None:
+            if self.deck is None or self.tape_clip is None:
+                raise FileUnavailable("no tape: no deck, or no clip to put on it")
+            self._tape = tape_of(self.tape_clip, self.indexes, float(self.deck.commands()["PLAY"][1]))
+        return self._tape
 
     @property
     def writable(self) -> bool:
@@ -362,9 +296,9 @@ class MediaLibrary:
         if v == TAPE_PATH and self.deck is not None:
             if payload_type != RTP_MP2T:
                 raise ParameterNotImplemented("the tape is sent as MPEG2-TS (RTP payload type 33) only")
-            if self.sample is None:
-                raise FileUnavailable("no clip is mapped onto the tape")
-            return TapeSource(self.reactor, self.deck, self.sample)
+            if not hasattr(self.deck, "motion_at"):
+                raise FileUnavailable("this tape deck's output cannot be sent (it has no media)")
+            return TapeSource(self.reactor, self.deck, self.tape)
         if v.startswith(LIVE_DIR + "/"):
             name = v[len(LIVE_DIR) + 1:]
             if name not in self._live_names():
@@ -384,6 +318,13 @@ class MediaLibrary:
 
     def receive(self, path: str) -> IRecording:
         v = self._virtual(path)
+        if v == TAPE_PATH and self.deck is not None:
+            op, pos = self.deck.state()
+            if op != "RECO":
+                raise RemoteProtocolError("the tape deck is not recording: send RECO first", 550)
+            if not self.writable:
+                raise RemoteProtocolError(f"{path}: this store is read-only", 553)
+            return TapeRecording(self.reactor, self.tape, float(pos))
         if v == TAPE_PATH or v == LIVE_DIR or v.startswith(LIVE_DIR + "/"):
             raise RemoteProtocolError(f"{path} is a live source: it cannot be stored to", 553)
         return self.files.receive(path)

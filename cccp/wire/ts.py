@@ -94,6 +94,26 @@ def set_pcr(p: bytearray, pcr: int) -> None:
     p[11] = ext & 0xFF
 
 
+def pcr_packet(pid: int, pcr: int) -> bytearray:
+    """A packet with an adaptation field only, carrying *pcr*: it keeps a player's clock
+    running without a payload (its continuity counter does not count)."""
+    p = bytearray(b"\xff" * TS_PACKET)
+    p[0:6] = bytes((TS_SYNC, (pid >> 8) & 0x1F, pid & 0xFF, 0x20, TS_PACKET - 5, 0x10))
+    set_pcr(p, pcr)
+    return p
+
+
+def strip_pcr(p: bytearray) -> None:
+    """Take the PCR out of a packet's adaptation field (what follows it moves up; the
+    field keeps its length, ending in stuffing)."""
+    if ts_pcr(p) is None:
+        return
+    end = 5 + p[4]
+    p[5] &= ~0x10 & 0xFF
+    p[6:end - 6] = p[12:end]
+    p[end - 6:end] = b"\xff" * 6
+
+
 def set_discontinuity(p: bytearray) -> None:
     """Set the discontinuity_indicator (a packet with an adaptation field only)."""
     if p[3] & 0x20 and p[4]:
@@ -142,6 +162,20 @@ def pes_timestamps(p: Buf) -> tuple[int | None, int | None]:
         dts = _read_ts(p, at + 5) if flags == 3 and at + 10 <= TS_PACKET else None
         return pts, dts
     return None, None
+
+
+def set_pes_timestamps(p: bytearray, pts: int, dts: int | None = None) -> None:
+    """Rewrite the PTS (and the DTS, where the header has one: *dts*, or the PTS) of the
+    PES header starting in this packet (90 kHz)."""
+    flags_at = _pes_header(p)
+    if flags_at is None:
+        return
+    flags = p[flags_at] >> 6
+    at = flags_at + 2
+    if flags & 2 and at + 5 <= TS_PACKET:
+        _write_ts(p, at, pts)
+        if flags == 3 and at + 10 <= TS_PACKET:
+            _write_ts(p, at + 5, pts if dts is None else dts)
 
 
 def shift_timestamps(p: bytearray, delta_pcr: int) -> None:
@@ -281,6 +315,8 @@ class TSIndexer:
         self._first_pts: int | None = None
         self._last_pts: int | None = None
         self.packets = 0
+        self.pictures = 0
+        self.pids: set[int] = set()
 
     def feed(self, data: bytes) -> None:
         buf = self._carry + data if self._carry else data
@@ -298,6 +334,7 @@ class TSIndexer:
         self.packets += 1
         prog = self.programme
         pid = ts_pid(p)
+        self.pids.add(pid)
         if pid == PAT_PID or pid == prog.pmt_pid:
             prog.see(p)
             return
@@ -311,6 +348,7 @@ class TSIndexer:
         pts, _ = pes_timestamps(p)
         if pts is None:
             return
+        self.pictures += 1
         if self._first_pts is None:
             self._first_pts = pts
         self._last_pts = pts if self._last_pts is None else max(self._last_pts, pts)
@@ -325,7 +363,8 @@ class TSIndexer:
         if not self._offsets:
             raise TSError("no I-frame found: nothing a decoder could start from")
         return TSIndex(self.programme, self._offsets, self._pts, self._pcrs, self._pos,
-                       self._first_pts or 0, self._last_pts or 0, self._first_pcr, self._last_pcr)
+                       self._first_pts or 0, self._last_pts or 0, self._first_pcr, self._last_pcr,
+                       self.pictures, frozenset(self.pids - {NULL_PID}))
 
 
 @dataclass
@@ -341,6 +380,8 @@ class TSIndex:
     last_pts: int
     first_pcr: int | None
     last_pcr: int | None
+    pictures: int = 0
+    pids: frozenset[int] = frozenset()
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -349,6 +390,30 @@ class TSIndex:
     def duration(self) -> float:
         """Seconds from the first to the last picture (at least one frame)."""
         return max(0.04, ((self.last_pts - self.first_pts) % PTS_WRAP) / 90000)
+
+    @property
+    def frame_period(self) -> float:
+        """Seconds between pictures (1/25 when the clip has one picture)."""
+        span = ((self.last_pts - self.first_pts) % PTS_WRAP) / 90000
+        return span / (self.pictures - 1) if self.pictures > 1 and span > 0 else 0.04
+
+    @property
+    def length(self) -> float:
+        """Seconds the clip lasts when played: its pictures' span and one more picture."""
+        return ((self.last_pts - self.first_pts) % PTS_WRAP) / 90000 + self.frame_period
+
+    @property
+    def decode_delay(self) -> float:
+        """Typical seconds from an I-frame's PCR to its PTS (the median), what a player buffers."""
+        delays = sorted(((self.pts[i] * PCR_PER_PTS - self.pcrs[i]) % PCR_WRAP) / PCR_HZ
+                        for i in range(len(self)) if self.pcrs[i] >= 0)
+        delays = [d for d in delays if d < 10]
+        return min(2.0, max(0.05, delays[len(delays) // 2])) if delays else 0.5
+
+    @property
+    def bitrate(self) -> float:
+        """Mean bits per second over the clip."""
+        return self.size * 8 / self.length
 
     def point(self, i: int) -> AccessPoint:
         pcr = self.pcrs[i]
@@ -399,8 +464,9 @@ class Splicer:
     *max_held* bytes (beyond it the oldest PES goes out as it is).
     """
 
-    def __init__(self, gap: int = PCR_HZ // 25, max_held: int = 8 << 20) -> None:
+    def __init__(self, gap: int = PCR_HZ // 25, max_held: int = 8 << 20, restamp: bool = True) -> None:
         self.gap = gap
+        self.restamp = restamp
         self.max_held = max_held
         self.programme = Programme()
         self._cc: dict[int, int] = {}
@@ -414,6 +480,13 @@ class Splicer:
         self._carry = b""
         self.splices = 0
         self.dropped = 0
+
+    def seed(self, counters: dict[int, int], last_pcr: int | None = None) -> None:
+        """Go on from a stream sent without the splicer: the last continuity counter of
+        each PID, and the last PCR, that went out."""
+        self._cc.update(counters)
+        if last_pcr is not None:
+            self._last_out_pcr = last_pcr
 
     def splice(self, complete: bool | Iterable[int] = ()) -> None:
         """The next bytes do not follow the last ones. *complete*: True when the piece
@@ -486,7 +559,7 @@ class Splicer:
                 q.popleft()
                 self.dropped += 1
                 continue
-            delta = self._deltas.get(unit.segment)
+            delta = self._deltas.get(unit.segment) if self.restamp else 0
             if delta is None and unit.segment in self._first_pcr:
                 # Everything before this piece is out: place its first PCR after the last one.
                 target = 0 if self._last_out_pcr is None else self._last_out_pcr + self.gap

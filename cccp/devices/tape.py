@@ -1,0 +1,347 @@
+"""Tape media: what ``RETR /tape`` sends while the deck moves, stored clips played as
+tapes, and recordings made onto the tape (``STOR /tape`` during RECO).
+
+The Twisted glue over :mod:`cccp.wire.tape`: a :class:`~cccp.wire.tape.TrickPlayer` per
+transfer makes the stream, paced by its PCR like any stored clip (the sender reads a
+fifth of a second ahead, so a command shows within about that); indexes are built in a
+thread and kept (:class:`IndexCache`); the deck's motion is read ahead of time with
+:meth:`~cccp.devices.deck.VirtualTapeDeck.motion_at`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from decimal import Decimal
+from typing import IO, Any
+
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IConsumer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..interfaces import IMediaSource, IRecording, ITapeMedia
+from ..wire.errors import RemoteProtocolError
+from ..wire.media import TS_PACKET
+from ..wire.tape import Motion, Tape, TapeClip, TrickPlayer
+from ..wire.ts import TSError, TSIndex, TSIndexer
+from .deck import VirtualTapeDeck
+
+#: Seconds a tape source is read ahead of real time: how soon a command shows.
+READ_AHEAD = 0.2
+
+
+class IndexedFile:
+    """A clip on disk read by offset (``os.pread``, no shared file position)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __call__(self, offset: int, size: int) -> bytes:
+        return os.pread(self.fd, size, offset)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def index_file(path: str, chunk: int = 1 << 20) -> TSIndex:
+    """The index of a TS file (blocking: run it in a thread for anything large)."""
+    ix = TSIndexer()
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            ix.feed(data)
+    return ix.finish()
+
+
+class IndexCache:
+    """Indexes of clips, built in a thread once per version of a file (its size and
+    modification time), the last *size* kept."""
+
+    def __init__(self, reactor: Any, size: int = 16) -> None:
+        self.reactor = reactor
+        self.size = size
+        self._done: OrderedDict[tuple[str, int, int], TSIndex] = OrderedDict()
+        self._building: dict[tuple[str, int, int], list[defer.Deferred[TSIndex]]] = {}
+
+    def get(self, path: str) -> defer.Deferred[TSIndex]:
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key in self._done:
+            self._done.move_to_end(key)
+            return defer.succeed(self._done[key])
+        d: defer.Deferred[TSIndex] = defer.Deferred()
+        waiting = self._building.get(key)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._building[key] = [d]
+
+        def built(result: Any) -> None:
+            for w in self._building.pop(key, []):
+                w.callback(result) if isinstance(result, TSIndex) else w.errback(result)
+            if isinstance(result, TSIndex):
+                self._done[key] = result
+                while len(self._done) > self.size:
+                    self._done.popitem(last=False)
+        threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), index_file, path).addBoth(built)
+        return d
+
+    def put(self, path: str, index: TSIndex) -> None:
+        """Keep an index built elsewhere (at start-up, say)."""
+        st = os.stat(path)
+        self._done[(path, st.st_size, st.st_mtime_ns)] = index
+
+    def get_now(self, path: str) -> TSIndex:
+        """The index, built here and now when it is not kept (for a small clip)."""
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in self._done:
+            self._done[key] = index_file(path)
+        return self._done[key]
+
+
+class _PlayerSource:
+    """What both tape sources share: a pull producer that writes one piece of a
+    :class:`TrickPlayer` per pull, paced by the sender."""
+
+    live = False
+    rtp_input = False
+    length = None
+    read_ahead = READ_AHEAD
+    log = Logger()
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.consumer: IConsumer | None = None
+        self.player: TrickPlayer | None = None
+        self.deck: Any = None
+        self._t0 = 0.0
+        self._done: defer.Deferred[None] = defer.Deferred()
+
+    def _begin(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self.consumer = consumer
+        self._t0 = self.reactor.seconds()
+        consumer.registerProducer(self, False)  # type: ignore[arg-type]  # (each subclass is an IMediaSource)
+        return self._done
+
+    def _output_time(self, wall: float) -> float:
+        """The output time (the player's PCR/PTS timeline) that is due at *wall*."""
+        player = self.player
+        assert player is not None
+        origin = player.origin if player.origin is not None else 0.0
+        return origin + (wall - self._t0)
+
+    def _motion(self, t: float) -> Motion:
+        player = self.player
+        assert player is not None
+        origin = player.origin if player.origin is not None else player.time
+        wall = max(self.reactor.seconds(), self._t0 + (t - origin))
+        op, pos, speed = self.deck.motion_at(wall)
+        return Motion(op, pos, speed)
+
+    def tapePosition(self) -> Decimal | None:
+        if self.player is None or self.consumer is None:
+            return None
+        pos = self.player.position_at(self._output_time(self.reactor.seconds()))
+        return Decimal(str(round(pos, 3)))
+
+    def _finish(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            consumer.unregisterProducer()
+        if not self._done.called:
+            self._done.callback(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        self.consumer = None
+        if not self._done.called:
+            self._done.callback(None)
+
+
+@implementer(IMediaSource, ITapeMedia)
+class TapeSource(_PlayerSource):
+    """``RETR /tape``: the tape under the deck's head, at whatever the deck does: the
+    programme at speed 1, I-frames only at any other speed and while shuttling, the
+    picture at the position held while paused; one valid stream throughout."""
+
+    def __init__(self, reactor: Any, deck: Any, tape: Tape) -> None:
+        super().__init__(reactor)
+        self.deck = deck
+        self.tape = tape
+        self.player = TrickPlayer(tape)
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        return self._begin(consumer)
+
+    def resumeProducing(self) -> None:
+        if self.consumer is None or self.player is None:
+            return
+        try:
+            data = self.player.produce(self._motion)
+        except (OSError, TSError) as e:
+            self.log.error("the tape cannot be read: {e}", e=e)
+            self.stopProducing()
+            return
+        self.consumer.write(data)
+
+    def tapeDeck(self) -> Any:
+        return self.deck
+
+
+@implementer(IMediaSource, ITapeMedia)
+class ClipTapeSource(_PlayerSource):
+    """A stored clip RETRieved in ``TYPE I M`` that tape commands can move.
+
+    Until the first one it is the file itself, read in large chunks (nothing per packet).
+    The first tape command builds (or takes) the clip's index, puts a deck of the clip's
+    length at the picture being sent, playing, and from then the clip goes through a
+    :class:`TrickPlayer` that carries on the file's own timeline and counters. The
+    transfer ends when the clip has played to its end, or when the deck stops there.
+    """
+
+    def __init__(self, reactor: Any, path: str, indexes: IndexCache, chunk: int = TS_PACKET * 1394) -> None:
+        super().__init__(reactor)
+        self.path = path
+        self.indexes = indexes
+        self.chunk = chunk
+        self.file: IndexedFile | None = IndexedFile(path)
+        self.size = os.fstat(self.file.fd).st_size
+        self._sent = 0
+        self._deck_d: defer.Deferred[Any] | None = None
+        self._first_pts: float | None = None
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        return self._begin(consumer)
+
+    def resumeProducing(self) -> None:
+        if self.consumer is None or self.file is None:
+            return
+        if self.player is None:
+            data = self.file(self._sent, self.chunk)
+            if not data:
+                self._finish()
+                return
+            self._sent += len(data)
+            self.consumer.write(data)
+            return
+        if self.player.at_end or (self.deck.state()[0] == "PAUS" and self.deck.position() >= self.deck.length):
+            self._finish()
+            return
+        try:
+            data = self.player.produce(self._motion)
+        except (OSError, TSError) as e:
+            self.log.error("{path} cannot be read: {e}", path=self.path, e=e)
+            self.stopProducing()
+            return
+        self.consumer.write(data)
+
+    def tapeDeck(self) -> defer.Deferred[Any]:
+        if self._deck_d is None:
+            self._deck_d = self.indexes.get(self.path).addCallback(self._become_tape)
+        d: defer.Deferred[Any] = defer.Deferred()
+
+        def fire(result: Any) -> Any:
+            d.callback(result) if not isinstance(result, BaseException) else d.errback(result)
+            return result
+        self._deck_d.addBoth(fire)
+        return d
+
+    def _become_tape(self, index: TSIndex) -> Any:
+        if self.file is None:
+            raise RemoteProtocolError("the transfer has ended", 503)
+        clip = TapeClip(index, self.file, os.path.basename(self.path))
+        player = TrickPlayer(Tape(clip, loop=False))
+        player.resume(self._sent)
+        self.player = player
+        at = player.position_at(self._output_time(self.reactor.seconds()))
+        self.deck = VirtualTapeDeck(clip.length, clock=self.reactor, position=at)
+        self.deck.play()
+        return self.deck
+
+    def tapePosition(self) -> Decimal | None:
+        if self.player is None:
+            return None
+        return super().tapePosition()
+
+    def _finish(self) -> None:
+        super()._finish()
+        self._close()
+
+    def stopProducing(self) -> None:
+        super().stopProducing()
+        self._close()
+
+    def _close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.file = None
+
+
+@implementer(IRecording)
+class TapeRecording:
+    """``STOR /tape`` while the deck records: what arrives, recorded onto the tape from
+    the position where the recording began. Kept in an unnamed temporary file (the tape
+    lives as long as the server; nothing is left behind); it reaches the tape only when
+    the transfer ends cleanly and the stream holds a picture a decoder can start from."""
+
+    def __init__(self, reactor: Any, tape: Tape, at: float, on_laid: Callable[[float, float], Any] | None = None) -> None:
+        self.reactor = reactor
+        self.tape = tape
+        self.at = at
+        self.on_laid = on_laid
+        self._file: IO[bytes] | None = tempfile.TemporaryFile(prefix="cccp-tape-")
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise RemoteProtocolError("the recording was aborted", 451)
+        self._file.write(data)
+        self.written += len(data)
+
+    def commit(self) -> defer.Deferred[None]:
+        if self._file is None:
+            return defer.fail(RemoteProtocolError("the recording was aborted", 451))
+        f = self._file
+        f.flush()
+        path = f"/proc/self/fd/{f.fileno()}"
+
+        def build() -> TSIndex:
+            return index_file(path)
+
+        def indexed(index: TSIndex) -> None:
+            read = IndexedFile(path)
+            f.close()                              # the reader holds the (unnamed) file now
+            start, end = self.tape.lay(self.at, TapeClip(index, read, "recording"))
+            if self.on_laid is not None:
+                self.on_laid(start, end)
+
+        def refused(failure: Any) -> Any:
+            f.close()
+            if failure.check(TSError):
+                raise RemoteProtocolError(f"nothing was recorded: {failure.getErrorMessage()}", 451)
+            return failure
+        self._file = None
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), build)
+        return d.addCallbacks(indexed, refused)
+
+    def abort(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+
+def tape_of(clip_path: str, indexes: IndexCache, length: float) -> Tape:
+    """A tape of *length* seconds with the clip at *clip_path* repeated along it."""
+    return Tape(TapeClip(indexes.get_now(clip_path), IndexedFile(clip_path), os.path.basename(clip_path)),
+                length, loop=True)
