@@ -182,6 +182,7 @@ class TrickPlayer:
         self._still: tuple[int, int, float] | None = None  # (clip, access point, origin) shown
         self._still_until = 0.0
         self._held = (-1.0, 0.0)              # (deck position, picture position) of a pause
+        self._pending = b""                   # output made ahead (see :meth:`resume`)
         self._started = False
         #: The first output PCR (seconds): output time *origin* went out when the stream began.
         self.origin: float | None = None
@@ -195,6 +196,11 @@ class TrickPlayer:
     def time(self) -> float:
         """Seconds of output made so far (its last PCR)."""
         return self.pcr / PCR_HZ
+
+    @property
+    def cursor(self) -> float:
+        """The tape position of the last picture read (ahead of the one on screen)."""
+        return self._cursor
 
     def position_at(self, t: float) -> float:
         """The tape position of the picture on screen at output time *t*."""
@@ -216,6 +222,9 @@ class TrickPlayer:
         """The next piece of output (never empty). *motion* is asked for the output time
         the piece goes out at (its PCR): the picture a command asks for goes out as soon as
         the command is known, and is shown one decoder delay later."""
+        if self._pending:
+            out, self._pending = self._pending, b""
+            return out
         m = motion(self.time)
         return self._normal(m) if m.normal else self._still_frame(m)
 
@@ -245,9 +254,12 @@ class TrickPlayer:
         for found in seen:                              # the latest shown (a B-frame is sent after its P)
             if pts is None or 0 < (found - pts) % PTS_WRAP < PTS_WRAP // 2:
                 pts = found
-        self.splicer.seed(counters)
-        self._started = True
         self._programme(clip)
+        prog = self.splicer.programme
+        # the PES streams: their last PES went out in part, and goes on in what follows
+        streams = [pid for pid in counters if pid >= 0x20 and pid != prog.pmt_pid and pid != 0x1FFF]
+        self.splicer.seed(counters, open_pids=streams)
+        self._started = True
         first = clip.index.first_pcr if clip.index.first_pcr is not None else 0
         self.origin = first / PCR_HZ
         self.pcr = pcr if pcr is not None else first
@@ -260,7 +272,23 @@ class TrickPlayer:
         self._offset = offset
         self._delta = 0
         self._floor_pts = (pts - 90000 * 60) % PTS_WRAP
-        self._show(self.pts / 90000, self._cursor, 1.0)
+        self._show(clip.index.first_pts / 90000, 0.0, 1.0)
+        # Finish the PESes that went out in part now, so that no jump has to cut them.
+        unfinished = set(streams)
+        pending = []
+        for _ in range(64):
+            data = clip.read(self._offset, self.chunk)
+            data = data[:len(data) // TS_PACKET * TS_PACKET]
+            if not data:
+                break
+            self._offset += len(data)
+            for i in range(0, len(data), TS_PACKET):
+                if data[i + 1] & 0x40:
+                    unfinished.discard(ts_pid(data[i:i + 3] + bytes(TS_PACKET - 3)))
+            pending.append(self.splicer.feed(self._restamp(clip, data)))
+            if not unfinished:
+                break
+        self._pending = b"".join(pending)
 
     def _normal(self, m: Motion) -> bytes:
         if self._place is None or abs(self._cursor - m.position) > self.tolerance:
@@ -290,6 +318,8 @@ class TrickPlayer:
             out = self.splicer.feed(self._restamp(clip, data))
             if out or self._cursor >= place.end:
                 break
+        if self._pending:
+            out, self._pending = self._pending + out, b""
         # (nothing whole yet: the clock runs on, never past what the programme will carry)
         return out or self._keep_alive(clip)
 
@@ -326,6 +356,13 @@ class TrickPlayer:
                 reorder = ((ap.pts - ap_dts) % PTS_WRAP) * PCR_PER_PTS
                 target = max(target, (self.dts + frame) * PCR_PER_PTS + reorder - lead)
         self._delta = target - pcr_in
+        # the clock runs on up to where the programme takes it over (a PCR at least every 0.1 s)
+        fill = []
+        while target - self.pcr > 2 * int(PCR_STEP * PCR_HZ):
+            self.pcr += int(PCR_STEP * PCR_HZ)
+            fill.append(pcr_packet(clip.pcr_pid, self.pcr % PCR_WRAP))
+        if fill:
+            self._pending += self.splicer.feed(b"".join(fill))
         self._place = Place(clip, ix.position(i), place.origin, place.end)
         self._offset = ap.offset
         self._floor_pts = ap.pts
