@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from ..interfaces import IMediaSource, IMediaStore, IRecording, ITapeDeck
 from ..wire.errors import FileUnavailable, ParameterNotImplemented, RemoteProtocolError
-from ..wire.media import RTP_MP2T, sample_clip_path
+from ..wire.media import PCR_HZ, RTP_MP2T, sample_clip_path
 from ..wire.tape import Tape
 from ..wire.ts import Splicer
 from .store import Entry, FileMediaStore
@@ -65,7 +65,7 @@ class _EncoderProtocol(protocol.ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         if self.source.consumer is not None and not self.source.rtp_port:
-            self.source.consumer.write(data)
+            self.source._ts(data)
 
     def errReceived(self, data: bytes) -> None:
         self.stderr = (self.stderr + data)[-4000:]
@@ -82,9 +82,11 @@ class EncoderSource:
     live = True
     length = None
     log = Logger()
+    #: Seconds before an encoder that failed is started again, doubled each time.
+    RESTART_AFTER = 0.5
 
     def __init__(self, reactor: Any, input_args: list[str], *, payload_type: int = RTP_MP2T,
-                 executable: str | None = None) -> None:
+                 executable: str | None = None, restarts: int = 3) -> None:
         self.reactor = reactor
         self.input_args = input_args
         self.payload_type = payload_type
@@ -97,6 +99,14 @@ class EncoderSource:
         #: While the consumer is paused an RTP encoder's datagrams are dropped (live: the
         #: newest wins), so a TCP peer that does not read costs no memory.
         self._paused = False
+        #: A TS encoder that fails is started again (*restarts* times in a row at most), and
+        #: what it sends then is spliced onto what went before: one stream to the viewer.
+        self.restarts = restarts
+        self.restarted = 0
+        self._failures = 0
+        self.splicer = Splicer()
+        self._last_out: float | None = None
+        self._spawned_at = 0.0
 
     def _argv(self, rtp_target: str | None) -> list[str]:
         base = [self.executable or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *self.input_args]
@@ -120,11 +130,41 @@ class EncoderSource:
             ep.on_datagram = lambda data, addr: None if self._paused else consumer.write(data)
             self.rtp_port = self.reactor.listenUDP(0, ep, interface="127.0.0.1", maxPacketSize=65535)
             target = f"rtp://127.0.0.1:{self.rtp_port.getHost().port}?pkt_size=1400"
-        argv = self._argv(target)
-        self.process = self.reactor.spawnProcess(_EncoderProtocol(self), argv[0], argv, env=os.environ.copy())
+        self._spawn(target)
         return self._done
 
+    def _spawn(self, target: str | None = None) -> None:
+        argv = self._argv(target)
+        self._spawned_at = self.reactor.seconds()
+        self.process = self.reactor.spawnProcess(_EncoderProtocol(self), argv[0], argv, env=os.environ.copy())
+        if self._paused and not self.rtp_input:
+            self.process.pauseProducing()
+
+    def _ts(self, data: bytes) -> None:
+        out = self.splicer.feed(data)
+        if out and self.consumer is not None:
+            self._last_out = self.reactor.seconds()
+            self.consumer.write(out)
+
     def _ended(self, reason: Failure, stderr: bytes) -> None:
+        code = getattr(reason.value, "exitCode", 0)
+        stopping = getattr(self, "_stopping", False)
+        if (code not in (0, None) and not stopping and not self.rtp_input and self.consumer is not None
+                and self._failures < self.restarts and not self._done.called):
+            # A live source that restarts: spliced on, the viewer keeps one stream.
+            if self.reactor.seconds() - self._spawned_at > 10:
+                self._failures = 0                    # it ran a while: not a crash loop
+            self._failures += 1
+            self.restarted += 1
+            delay = self.RESTART_AFTER * 2 ** (self._failures - 1)
+            self.log.warn("the encoder failed ({code}); starting it again in {delay} s: {err}", code=code,
+                          delay=delay, err=stderr.decode("utf-8", "replace").strip()[-200:])
+            self.splicer.splice()
+            gone = self.reactor.seconds() - (self._last_out or self.reactor.seconds())
+            self.splicer.gap = int((gone + delay) * PCR_HZ)      # the picture resumes when it does
+            self.process = None
+            self._restart = self.reactor.callLater(delay, self._spawn)
+            return
         if self.rtp_port is not None:
             self.rtp_port.stopListening()
             self.rtp_port = None
@@ -150,6 +190,11 @@ class EncoderSource:
 
     def stopProducing(self) -> None:
         self._stopping = True
+        restart = getattr(self, "_restart", None)
+        if restart is not None and restart.active():
+            restart.cancel()                          # between two runs: nothing to stop but that
+            self._ended(Failure(error.ProcessDone(0)), b"")
+            return
         if self.process is not None:
             try:
                 self.process.signalProcess(signal.SIGTERM)

@@ -10,6 +10,7 @@ import subprocess
 from typing import Any
 
 import pytest
+import pytest_twisted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +233,51 @@ def test_the_looping_source_is_one_stream_across_its_loops(clip, tmp_path):
     r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(rec)],
                        capture_output=True, text=True)
     assert float(r.stdout) > 20                   # three loops of 8 s on one timeline, not 8 s thrice
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_live_encoder_that_fails_is_started_again_and_spliced_on(reactor, clip, tmp_path):
+    """An encoder that dies mid-stream is started again, and what it sends next goes on
+    from what went before (counters, PCR, timestamps): one stream to the viewer. A crash
+    loop ends the transfer with a clear error."""
+    from twisted.internet import task
+
+    from cccp.devices.live import EncoderSource
+    from cccp.wire.errors import FileUnavailable
+    path = tmp_path / "clip.ts"
+    path.write_bytes(clip[:len(clip) // 2 // TS_PACKET * TS_PACKET])
+    fake = tmp_path / "encoder"
+    fake.write_text(f"#!/bin/sh\ncat {path}\nexit 3\n")      # a clip, then it fails
+    fake.chmod(0o755)
+
+    class Sink:
+        def __init__(self) -> None:
+            self.data: list[bytes] = []
+
+        def registerProducer(self, producer: Any, streaming: bool) -> None:
+            pass
+
+        def unregisterProducer(self) -> None:
+            pass
+
+        def write(self, data: bytes) -> None:
+            self.data.append(data)
+
+    sink = Sink()
+    source = EncoderSource(reactor, [], executable=str(fake), restarts=2)
+    source.RESTART_AFTER = 0.05
+    done = source.startProducing(sink)
+    with pytest.raises(FileUnavailable) as failed:
+        await done                                           # three runs, then it gives up
+    assert "the encoder failed (3)" in str(failed.value)
+    assert source.restarted == 2
+    out = b"".join(sink.data)
+    _check_stream(out)
+    rec = tmp_path / "restarted.ts"
+    rec.write_bytes(out)
+    r = subprocess.run([FFMPEG, "-v", "error", "-i", str(rec), "-f", "null", "-"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(rec)],
+                       capture_output=True, text=True)
+    assert float(r.stdout) > 10                # three runs of 4 s on one timeline
+    await task.deferLater(reactor, 0, lambda: None)
