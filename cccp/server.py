@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from .devices.store import FileMediaSource
 from .devices.tape import ClipTapeSource, IndexCache
+from .events import EVENTS_PATH, EventHub, EventsSource
 from .interfaces import ICamera, IMediaSource, IMediaStore, ITapeDeck, ITapeMedia
 from .realm import ICCCPUser
 from .transfers import Transfers
@@ -452,8 +453,15 @@ class CCCPServerProtocol(protocol.Protocol):
     def cccp_RETR(self, arg: str | None) -> defer.Deferred[Any]:
         if not arg:
             raise SyntaxErrorInArguments("RETR needs a path")
-        plan = self.session.plan("RETR")
         path = self.session.resolve(arg)
+        plan = self.session.plan("RETR", text=path == EVENTS_PATH)
+        if path == EVENTS_PATH:
+            if plan.framing is not Framing.RAW:
+                raise ParameterNotImplemented("the status feed is text: RETR /events in TYPE A (or TYPE I) "
+                                              "over TCP (MODE S)")
+            user = self.user
+            events = EventsSource(self.factory.events, user.deck if user else None, user.camera if user else None)
+            return self.transfers.retrieve(path, events, plan)
         source = self._openSource(path, plan)
         if plan.framing is not Framing.RAW and isinstance(source, FileMediaSource) and not source.offset:
             # a stored clip sent as media is a tape its session's tape commands move
@@ -681,6 +689,8 @@ class CCCPFactory(protocol.ServerFactory):
         self.reactor = reactor
         #: Indexes of the stored clips played as tapes (built in a thread, kept).
         self.indexes = IndexCache(reactor)
+        #: The status feed (``RETR /events``): device and transfer changes, as lines.
+        self.events = EventHub(reactor)
         self.login_timeout = login_timeout
         self.stall_timeout = stall_timeout
         self.max_unauthenticated = (max_unauthenticated if max_unauthenticated is not None

@@ -25,6 +25,7 @@ from ptpip import sendfile
 
 from .data import CountingConsumer, DataProtocol, PassiveFactory, connect_active, listen_passive
 from .devices import FileMediaSource
+from .events import EVENTS_PATH
 from .interfaces import IMediaSource, IRecording
 from .stream import (
     MediaReceiver,
@@ -38,6 +39,7 @@ from .stream import (
 )
 from .wire.commands import format_host_port
 from .wire.errors import ParameterNotImplemented, RemoteProtocolError, SyntaxErrorInArguments
+from .wire.events import transfer_ended, transfer_started
 from .wire.session import Framing, TransferPlan
 
 __all__ = ["Transfer", "Transfers"]
@@ -256,6 +258,7 @@ class Transfers:
                 undo()
                 return defer.succeed(None)
             t = self.current = Transfer(verb, path, data, time.monotonic(), udp=udp)
+            self._publish(t, None)
             where = f" to {data.peer[0]}:{data.peer[1]} (UDP)" if udp and data.peer else (" (UDP)" if udp else "")
             count = f" ({size} bytes)" if size is not None else ""
             self.control.reply(150, f"Opening {kind} mode data connection for {path}{where}{count}")
@@ -286,7 +289,8 @@ class Transfers:
         """RETR of *source*: as it is (TYPE I of a stored file; the kernel sends it where
         it can), or framed and paced as TS or RTP."""
         live = bool(source.live) or source.length is None
-        raw = plan.framing is Framing.RAW and not live
+        # as it is: a stored file in TYPE I, and text (the status feed) in any TYPE
+        raw = plan.framing is Framing.RAW and (not live or bool(getattr(source, "text", False)))
         udp = plan.udp
 
         def run(t: Transfer) -> defer.Deferred[Any]:
@@ -429,9 +433,21 @@ class Transfers:
             return self._finish(t, (426, f"Transfer aborted after {t.transferred} of {t.source.length} bytes"))
         return self._finish(t, (226, f"Transfer complete ({t.transferred} bytes)"))
 
+    def _publish(self, t: Transfer, result: Any, ended: bool = False) -> None:
+        """Tell the status feed (not about its own transfers)."""
+        hub = getattr(self._factory, "events", None)
+        if hub is None or t.path == EVENTS_PATH or not hub.readers:
+            return
+        if not ended:
+            hub.publish(transfer_started(t.verb, t.path))
+            return
+        code = result[0] if isinstance(result, tuple) else None
+        hub.publish(transfer_ended(t.verb, t.path, t.transferred, time.monotonic() - t.started, code))
+
     def _finish(self, t: Transfer, result: Reply | None) -> Reply | None:
         if self.current is t:
             self.current = None
+            self._publish(t, result, ended=True)
         self.control.transferEnded()
         return result
 

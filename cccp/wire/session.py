@@ -266,10 +266,13 @@ class Session:
         if self.udp:
             raise ParameterNotImplemented(f"{verb} needs MODE S: listings are not sent over UDP")
 
-    def plan(self, verb: str) -> TransferPlan:
-        """The plan of a RETR or STOR under the current TYPE and MODE; 504 where impossible."""
+    def plan(self, verb: str, text: bool = False) -> TransferPlan:
+        """The plan of a RETR or STOR under the current TYPE and MODE; 504 where impossible.
+        *text*: a RETR of text (the status feed), which TYPE A sends over TCP as it is."""
         if self.type.code == "A":
-            raise ParameterNotImplemented(f"{verb} needs TYPE I: TYPE A is for LIST and NLST only")
+            if text and not self.udp:
+                return TransferPlan(Framing.RAW, (RTP_MP2T,), False, 7)
+            raise ParameterNotImplemented(f"{verb} needs TYPE I: TYPE A is for LIST, NLST and /events only")
         per = self.mode.per_packet or 7
         if self.type.format == "R":
             if self.udp and self.mode.per_packet != 1:
