@@ -465,7 +465,8 @@ class CCCPServerProtocol(protocol.Protocol):
         source = self._openSource(path, plan)
         if plan.framing is not Framing.RAW and isinstance(source, FileMediaSource) and not source.offset:
             # a stored clip sent as media is a tape its session's tape commands move
-            source = ClipTapeSource(self.factory.reactor, source.path, self.factory.indexes)
+            indexes = getattr(self._store(), "indexes", None) or self.factory.indexes
+            source = ClipTapeSource(self.factory.reactor, source.path, indexes)
         return self.transfers.retrieve(path, source, plan)
 
     def cccp_STOR(self, arg: str | None) -> defer.Deferred[Any]:
@@ -492,7 +493,16 @@ class CCCPServerProtocol(protocol.Protocol):
         clip being RETRieved as a tape, else the user's tape deck."""
         media = self._tapeMedia()
         if media is not None:
-            return defer.maybeDeferred(media.tapeDeck).addCallback(lambda deck: (deck, media))
+            d = defer.maybeDeferred(media.tapeDeck)
+            if not d.called:
+                # (a clip being indexed: what comes next waits, so replies keep their order)
+                self.hold("tape")
+
+                def resume(result: Any) -> Any:
+                    self.unhold("tape")
+                    return result
+                d.addBoth(resume)
+            return d.addCallback(lambda deck: (deck, media))
         return defer.succeed((self._deck(), None))
 
     def _tapeArgs(self, verb: str, arg: str | None, deck: ITapeDeck) -> tuple[Decimal | None, Decimal | None]:
@@ -551,8 +561,13 @@ class CCCPServerProtocol(protocol.Protocol):
 
     def cccp_TSTA(self, arg: str | None) -> Any:
         # "TAPE STATUS command is always supported", also by devices without a tape.
-        if self._tapeMedia() is None and (self.user is None or self.user.deck is None):
+        media = self._tapeMedia()
+        if media is None and (self.user is None or self.user.deck is None):
             return 200, tsta_lines(TapeStatus("PAUS", Decimal(0)))
+        if media is not None and getattr(media, "deck", True) is None:
+            # a stored clip not moved yet: it plays from its start (TSTA does not index it)
+            position = media.tapePosition() or Decimal(0)
+            return 200, tsta_lines(TapeStatus("PLAY", position, {"PLAY": None, "PAUS": None, "FF": None}))
 
         def status(target: tuple[ITapeDeck, Any]) -> tuple[int, list[str]]:
             deck, media = target

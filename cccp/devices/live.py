@@ -149,11 +149,11 @@ class EncoderSource:
     def _ended(self, reason: Failure, stderr: bytes) -> None:
         code = getattr(reason.value, "exitCode", 0)
         stopping = getattr(self, "_stopping", False)
+        if self.reactor.seconds() - self._spawned_at > 10:
+            self._failures = 0                        # it ran a while: not a crash loop
         if (code not in (0, None) and not stopping and not self.rtp_input and self.consumer is not None
                 and self._failures < self.restarts and not self._done.called):
             # A live source that restarts: spliced on, the viewer keeps one stream.
-            if self.reactor.seconds() - self._spawned_at > 10:
-                self._failures = 0                    # it ran a while: not a crash loop
             self._failures += 1
             self.restarted += 1
             delay = self.RESTART_AFTER * 2 ** (self._failures - 1)
@@ -169,6 +169,10 @@ class EncoderSource:
             self.rtp_port.stopListening()
             self.rtp_port = None
         if self.consumer is not None:
+            if not self.rtp_input and code in (0, None) and not stopping:
+                tail = self.splicer.flush()           # the stream ended: its last PESes are whole
+                if tail:
+                    self.consumer.write(tail)
             self.consumer.unregisterProducer()
         if not self._done.called:
             code = getattr(reason.value, "exitCode", 0)
@@ -369,7 +373,8 @@ class MediaLibrary:
                 raise RemoteProtocolError("the tape deck is not recording: send RECO first", 550)
             if not self.writable:
                 raise RemoteProtocolError(f"{path}: this store is read-only", 553)
-            return TapeRecording(self.reactor, self.tape, float(pos))
+            folder = getattr(self.files, "root", None)
+            return TapeRecording(self.reactor, self.tape, float(pos), folder=folder)
         if v == TAPE_PATH or v == LIVE_DIR or v.startswith(LIVE_DIR + "/"):
             raise RemoteProtocolError(f"{path} is a live source: it cannot be stored to", 553)
         return self.files.receive(path)

@@ -20,11 +20,12 @@ from typing import IO, Any
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..interfaces import IMediaSource, IRecording, ITapeMedia
-from ..wire.errors import RemoteProtocolError
-from ..wire.media import TS_PACKET
+from ..wire.errors import FileUnavailable, RemoteProtocolError
+from ..wire.media import PCR_HZ, TS_PACKET, ts_pcr
 from ..wire.tape import Motion, Tape, TapeClip, TrickPlayer
 from ..wire.ts import TSError, TSIndex, TSIndexer
 from .deck import VirtualTapeDeck
@@ -68,12 +69,20 @@ class IndexCache:
     def __init__(self, reactor: Any, size: int = 16) -> None:
         self.reactor = reactor
         self.size = size
-        self._done: OrderedDict[tuple[str, int, int], TSIndex] = OrderedDict()
-        self._building: dict[tuple[str, int, int], list[defer.Deferred[TSIndex]]] = {}
+        self._done: OrderedDict[tuple[int, int, int, int], TSIndex] = OrderedDict()
+        self._building: dict[tuple[int, int, int, int], list[defer.Deferred[TSIndex]]] = {}
+        #: One build at a time: a peer asking for many cannot take every thread.
+        self._one = defer.DeferredSemaphore(1)
+
+    @staticmethod
+    def _key(path: str) -> tuple[int, int, int, int]:
+        """The file's identity and version (a replaced file is another file)."""
+        st = os.stat(path)
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
     def get(self, path: str) -> defer.Deferred[TSIndex]:
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
+        """The index of the file at *path* (``/proc/self/fd/N`` names an open file itself)."""
+        key = self._key(path)
         if key in self._done:
             self._done.move_to_end(key)
             return defer.succeed(self._done[key])
@@ -91,18 +100,18 @@ class IndexCache:
                 self._done[key] = result
                 while len(self._done) > self.size:
                     self._done.popitem(last=False)
-        threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), index_file, path).addBoth(built)
+        self._one.run(threads.deferToThreadPool, self.reactor, self.reactor.getThreadPool(),
+                      index_file, path).addBoth(built)
         return d
 
     def put(self, path: str, index: TSIndex) -> None:
         """Keep an index built elsewhere (at start-up, say)."""
-        st = os.stat(path)
-        self._done[(path, st.st_size, st.st_mtime_ns)] = index
+        self._done[self._key(path)] = index
 
     def get_now(self, path: str) -> TSIndex:
-        """The index, built here and now when it is not kept (for a small clip)."""
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
+        """The index, built here and now when it is not kept (the small sample clip; a
+        ``--tape-clip`` is indexed at start-up)."""
+        key = self._key(path)
         if key not in self._done:
             self._done[key] = index_file(path)
         return self._done[key]
@@ -160,6 +169,24 @@ class _PlayerSource:
         if not self._done.called:
             self._done.callback(None)
 
+    def _produce(self) -> bytes | None:
+        """The player's next piece; None when the medium failed (the transfer then ends with
+        451, whatever the failure)."""
+        assert self.player is not None
+        try:
+            return self.player.produce(self._motion)
+        except Exception as e:
+            self.log.failure("the tape cannot be played", Failure())
+            self._fail(e)
+            return None
+
+    def _fail(self, e: BaseException) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            consumer.unregisterProducer()
+        if not self._done.called:
+            self._done.errback(FileUnavailable(f"the tape cannot be played: {e}"))
+
     def pauseProducing(self) -> None:
         pass
 
@@ -187,13 +214,9 @@ class TapeSource(_PlayerSource):
     def resumeProducing(self) -> None:
         if self.consumer is None or self.player is None:
             return
-        try:
-            data = self.player.produce(self._motion)
-        except (OSError, TSError) as e:
-            self.log.error("the tape cannot be read: {e}", e=e)
-            self.stopProducing()
-            return
-        self.consumer.write(data)
+        data = self._produce()
+        if data is not None and self.consumer is not None:
+            self.consumer.write(data)
 
     def tapeDeck(self) -> Any:
         return self.deck
@@ -228,34 +251,61 @@ class ClipTapeSource(_PlayerSource):
         if self.consumer is None or self.file is None:
             return
         if self.player is None:
-            data = self.file(self._sent, self.chunk)
+            try:
+                data = self.file(self._sent, self.chunk)
+            except OSError as e:
+                self._fail(e)
+                return
             if not data:
                 self._finish()
                 return
+            if not self._sent:
+                self._size_chunks(data)
             self._sent += len(data)
             self.consumer.write(data)
             return
         if self.player.at_end or (self.deck.state()[0] == "PAUS" and self.deck.position() >= self.deck.length):
             self._finish()
             return
-        try:
-            data = self.player.produce(self._motion)
-        except (OSError, TSError) as e:
-            self.log.error("{path} cannot be read: {e}", path=self.path, e=e)
-            self.stopProducing()
-            return
-        self.consumer.write(data)
+        piece = self._produce()
+        if piece is not None and self.consumer is not None:
+            self.consumer.write(piece)
+
+    def _size_chunks(self, first: bytes) -> None:
+        """Read about a twentieth of a second at a time (by the first chunk's PCRs), so that
+        a tape command is not queued behind seconds of the clip."""
+        pcrs = [(i, pcr) for i in range(0, len(first) - TS_PACKET + 1, TS_PACKET)
+                if (pcr := ts_pcr(first[i:i + TS_PACKET])) is not None]
+        if len(pcrs) >= 2 and pcrs[-1][1] > pcrs[0][1]:
+            rate = (pcrs[-1][0] - pcrs[0][0]) / ((pcrs[-1][1] - pcrs[0][1]) / PCR_HZ)
+            self.chunk = max(TS_PACKET * 16, min(self.chunk, int(rate * 0.05) // TS_PACKET * TS_PACKET))
 
     def tapeDeck(self) -> defer.Deferred[Any]:
         if self._deck_d is None:
-            self._deck_d = self.indexes.get(self.path).addCallback(self._become_tape)
+            if self.file is None:
+                return defer.fail(RemoteProtocolError("the transfer has ended", 503))
+            # the index of the file being sent (not of whatever now has its name)
+            self._deck_d = self.indexes.get(f"/proc/self/fd/{self.file.fd}").addCallback(self._become_tape)
         d: defer.Deferred[Any] = defer.Deferred()
 
         def fire(result: Any) -> Any:
-            d.callback(result) if not isinstance(result, BaseException) else d.errback(result)
+            if isinstance(result, Failure):
+                self._deck_d = None                # not kept: the next command may try again
+                if result.check(TSError):
+                    d.errback(RemoteProtocolError(f"this clip cannot be played as a tape: "
+                                                  f"{result.getErrorMessage()}", 550))
+                else:
+                    d.errback(result)
+                return None
+            d.callback(result)
             return result
         self._deck_d.addBoth(fire)
         return d
+
+    def tapePosition(self) -> Decimal | None:
+        if self.player is None:                    # sent as it is: as far as it has played
+            return Decimal(str(round(max(0.0, self.reactor.seconds() - self._t0), 3)))
+        return super().tapePosition()
 
     def _become_tape(self, index: TSIndex) -> Any:
         if self.file is None:
@@ -268,11 +318,6 @@ class ClipTapeSource(_PlayerSource):
         self.deck = VirtualTapeDeck(clip.length, clock=self.reactor, position=at)
         self.deck.play()
         return self.deck
-
-    def tapePosition(self) -> Decimal | None:
-        if self.player is None:
-            return None
-        return super().tapePosition()
 
     def _finish(self) -> None:
         super()._finish()
@@ -295,18 +340,28 @@ class TapeRecording:
     lives as long as the server; nothing is left behind); it reaches the tape only when
     the transfer ends cleanly and the stream holds a picture a decoder can start from."""
 
-    def __init__(self, reactor: Any, tape: Tape, at: float, on_laid: Callable[[float, float], Any] | None = None) -> None:
+    def __init__(self, reactor: Any, tape: Tape, at: float, on_laid: Callable[[float, float], Any] | None = None,
+                 folder: str | None = None, max_bytes: int = 4 << 30) -> None:
         self.reactor = reactor
         self.tape = tape
         self.at = at
         self.on_laid = on_laid
-        self._file: IO[bytes] | None = tempfile.TemporaryFile(prefix="cccp-tape-")
+        self.max_bytes = max_bytes
+        # in the store's file system when there is one (not a RAM-backed /tmp), never named
+        self._file: IO[bytes] | None = tempfile.TemporaryFile(prefix="cccp-tape-", dir=folder)
         self.written = 0
 
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise RemoteProtocolError("the recording was aborted", 451)
-        self._file.write(data)
+        if self.written + len(data) > self.max_bytes:
+            self.abort()
+            raise RemoteProtocolError(f"a recording onto the tape is {self.max_bytes} bytes at most", 552)
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self.abort()
+            raise RemoteProtocolError(f"writing the recording: {e.strerror}", 452) from None
         self.written += len(data)
 
     def commit(self) -> defer.Deferred[None]:
@@ -320,6 +375,14 @@ class TapeRecording:
             return index_file(path)
 
         def indexed(index: TSIndex) -> None:
+            base = self.tape.base.index.programme
+            prog = index.programme
+            if (prog.pmt_pid, prog.video_pid, prog.pcr_pid) != (base.pmt_pid, base.video_pid, base.pcr_pid):
+                f.close()
+                raise RemoteProtocolError(
+                    f"nothing was recorded: the stream's programme (PMT PID {prog.pmt_pid}, video PID "
+                    f"{prog.video_pid}, PCR PID {prog.pcr_pid}) is not the tape's ({base.pmt_pid}, "
+                    f"{base.video_pid}, {base.pcr_pid}); mux it with the tape's PIDs", 451)
             read = IndexedFile(path)
             f.close()                              # the reader holds the (unnamed) file now
             start, end = self.tape.lay(self.at, TapeClip(index, read, "recording"))

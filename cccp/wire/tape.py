@@ -49,6 +49,8 @@ from .ts import (
 PCR_STEP = 0.04
 #: Largest I-frame read (bytes): beyond it the clip is not one a deck can shuttle.
 MAX_FRAME = 8 << 20
+#: Seconds a picture's PTS may be ahead of its PCR (and a jump may move the clock on).
+MAX_LEAD = 2.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ class TrickPlayer:
         self._floor_pts = 0                   # pictures before this (leading B-frames) are left out
         self._skipping: set[int] = set()
         self._cursor = 0.0                    # tape position of the last picture read
+        self._lag = 0.0                       # how far the deck was past the access point jumped to
         self._still: tuple[int, int, float] | None = None  # (clip, access point, origin) shown
         self._still_until = 0.0
         self._held = (-1.0, 0.0)              # (deck position, picture position) of a pause
@@ -291,7 +294,8 @@ class TrickPlayer:
         self._pending = b"".join(pending)
 
     def _normal(self, m: Motion) -> bytes:
-        if self._place is None or abs(self._cursor - m.position) > self.tolerance:
+        # (the programme starts at the access point before the position: measured from there)
+        if self._place is None or abs(self._cursor + self._lag - m.position) > self.tolerance:
             self._jump_to(m.position)
         place = self._place
         assert place is not None
@@ -301,7 +305,12 @@ class TrickPlayer:
             at_end = self._offset >= clip.index.size
             nxt = place.origin + clip.length if at_end else place.end
             if nxt >= self.tape.length:
-                self.at_end = True
+                if not self.at_end:                    # the end of the tape: its last PESes are whole
+                    self.at_end = True
+                    out = self._pending + self.splicer.flush()
+                    self._pending = b""
+                    if out:
+                        return out
                 return self._still_frame(Motion("PAUS", self.tape.length))
             self._jump_to(nxt, complete=at_end)
             assert self._place is not None
@@ -324,8 +333,7 @@ class TrickPlayer:
         return out or self._keep_alive(clip)
 
     def _splice(self, complete: bool = False) -> None:
-        if self._started:
-            self.splicer.splice(complete)
+        self.splicer.splice(complete)          # (the first time too: the PAT and PMT go out first)
         self._started = True
 
     def _programme(self, clip: TapeClip) -> None:
@@ -344,17 +352,25 @@ class TrickPlayer:
         ix = clip.index
         i = ix.seek(place.clip_pos)
         ap = ix.point(i)
-        pcr_in = ap.pcr if ap.pcr is not None else ap.pts * PCR_PER_PTS - int(ix.decode_delay * PCR_HZ)
+        delay = int(ix.decode_delay * PCR_HZ)
+        pcr_in = ap.pcr if ap.pcr is not None else ap.pts * PCR_PER_PTS - delay
         target = self.pcr + int(PCR_STEP * PCR_HZ)
         frame = int(ix.frame_period * 90000)
-        lead = ap.pts * PCR_PER_PTS - pcr_in
+        # how far the picture's PTS is ahead of its PCR (and its DTS behind its PTS): taken
+        # modulo the wrap and kept sane, whatever the clip's timestamps say
+        lead = (ap.pts * PCR_PER_PTS - pcr_in) % PCR_WRAP
+        if lead > MAX_LEAD * PCR_HZ:
+            lead = delay
         if self.pts is not None:               # the first picture comes after the last one shown
             target = max(target, (self.pts + frame) * PCR_PER_PTS - lead)
         if self.dts is not None:               # and is decoded after the last one decoded
-            _, ap_dts = pes_timestamps(clip.read(ap.offset, TS_PACKET))
+            head = clip.read(ap.offset, TS_PACKET)
+            _, ap_dts = pes_timestamps(head) if len(head) == TS_PACKET else (None, None)
             if ap_dts is not None:
                 reorder = ((ap.pts - ap_dts) % PTS_WRAP) * PCR_PER_PTS
-                target = max(target, (self.dts + frame) * PCR_PER_PTS + reorder - lead)
+                if reorder <= MAX_LEAD * PCR_HZ:
+                    target = max(target, (self.dts + frame) * PCR_PER_PTS + reorder - lead)
+        target = min(target, self.pcr + int(MAX_LEAD * PCR_HZ))
         self._delta = target - pcr_in
         # the clock runs on up to where the programme takes it over (a PCR at least every 0.1 s)
         fill = []
@@ -368,6 +384,7 @@ class TrickPlayer:
         self._floor_pts = ap.pts
         self._skipping = set()
         self._cursor = place.origin + ix.position(i)
+        self._lag = max(0.0, pos - self._cursor)
         self._still = None
         self._show((ap.pts * PCR_PER_PTS + self._delta) / PCR_HZ, self._cursor, 1.0)
 

@@ -20,6 +20,7 @@ Bytes in, bytes out: no I/O, no clock. The tape deck and the looping sources dri
 from __future__ import annotations
 
 import bisect
+import functools
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -402,7 +403,7 @@ class TSIndex:
         """Seconds the clip lasts when played: its pictures' span and one more picture."""
         return ((self.last_pts - self.first_pts) % PTS_WRAP) / 90000 + self.frame_period
 
-    @property
+    @functools.cached_property
     def decode_delay(self) -> float:
         """Typical seconds from an I-frame's PCR to its PTS (the median), what a player buffers."""
         delays = sorted(((self.pts[i] * PCR_PER_PTS - self.pcrs[i]) % PCR_WRAP) / PCR_HZ

@@ -225,6 +225,9 @@ async def test_gstreamer_demuxes_the_tape_sent_as_rtp_over_udp(reactor, deck_ser
         gst.transport.signalProcess("INT")            # gst-launch -e: EOS, the file is finished
         code = await gst.ended
     assert code == 0, gst.err.decode()
+    data = open(video, "rb").read()                   # (stopped mid-GOP: up to the last whole one)
+    with open(video, "wb") as f:
+        f.write(data[:data.rfind(b"\x00\x00\x01\xb3")])
     r = subprocess.run([FFMPEG, "-v", "error", "-i", video, "-f", "null", "-"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     demuxed = frames(video)
@@ -248,8 +251,20 @@ async def test_reco_records_a_stor_onto_the_tape_at_the_position(reactor, deck_s
         await sleep(reactor, 0.1)
     reply = await c.record()
     assert reply.code == 200 and "now RECO at 100" in reply.text
+    # What a decoder cannot start from, or another programme than the tape's, is not laid on it
+    tape = deck_server.factory.portal.realm.store.tape
+    audio = str(tmp_path / "audio.ts")
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "sine", "-t", "2", "-c:a", "mp2", audio], check=True)
+    pids = str(tmp_path / "pids.ts")
+    subprocess.run([FFMPEG, "-v", "error", "-i", other, "-c", "copy", "-mpegts_pmt_start_pid", "0x200",
+                    "-mpegts_start_pid", "0x300", pids], check=True)
+    for bad, why in ((audio, "no video"), (pids, "not the tape's")):
+        with pytest.raises(CommandFailed) as refused:
+            await c.store("/tape", FileMediaSource(bad))
+        assert refused.value.code == 451 and why in str(refused.value), str(refused.value)
+    assert tape.recordings == []
     r = await c.store("/tape", FileMediaSource(other))
-    assert r.code == 226
+    assert r.code == 226 and len(tape.recordings) == 1
     await c.pause()
     await c.fastForward(100, -64)
     while (await c.tapeStatus()).operation != "PAUS":
