@@ -53,6 +53,14 @@ MAX_FRAME = 8 << 20
 MAX_LEAD = 2.0
 
 
+def _near(value: int, last: int | None, wrap: int) -> int:
+    """*value* (modulo *wrap*) taken on the same lap as *last*: a clock that wraps, unwrapped."""
+    if last is None:
+        return value
+    value = last + (value - last) % wrap
+    return value - wrap if value - last > wrap // 2 else value
+
+
 @dataclass(frozen=True)
 class Motion:
     """What the deck does at an instant: PLAY, RECO, FF or PAUS, where, how fast."""
@@ -229,7 +237,10 @@ class TrickPlayer:
             out, self._pending = self._pending, b""
             return out
         m = motion(self.time)
-        return self._normal(m) if m.normal else self._still_frame(m)
+        out = self._normal(m) if m.normal else self._still_frame(m)
+        if self._pending:
+            out, self._pending = self._pending + out, b""
+        return out
 
     def resume(self, offset: int, window: int = 4 << 20) -> None:
         """Go on from the base clip sent exactly as it is up to byte *offset* (a stored clip
@@ -307,8 +318,7 @@ class TrickPlayer:
             if nxt >= self.tape.length:
                 if not self.at_end:                    # the end of the tape: its last PESes are whole
                     self.at_end = True
-                    out = self._pending + self.splicer.flush()
-                    self._pending = b""
+                    out = self.splicer.flush()
                     if out:
                         return out
                 return self._still_frame(Motion("PAUS", self.tape.length))
@@ -327,13 +337,17 @@ class TrickPlayer:
             out = self.splicer.feed(self._restamp(clip, data))
             if out or self._cursor >= place.end:
                 break
-        if self._pending:
-            out, self._pending = self._pending + out, b""
         # (nothing whole yet: the clock runs on, never past what the programme will carry)
-        return out or self._keep_alive(clip)
+        return out or self._pending or self._keep_alive(clip)
 
     def _splice(self, complete: bool = False) -> None:
         self.splicer.splice(complete)          # (the first time too: the PAT and PMT go out first)
+        # What was whole goes out now, the rest is gone: the clock goes on from the last PCR
+        # that did go out, not from one in a PES that was dropped.
+        self._pending += self.splicer.feed(b"")
+        last = self.splicer.last_pcr
+        if last is not None:
+            self.pcr = _near(last, self.pcr, PCR_WRAP)
         self._started = True
 
     def _programme(self, clip: TapeClip) -> None:
@@ -386,7 +400,7 @@ class TrickPlayer:
         self._cursor = place.origin + ix.position(i)
         self._lag = max(0.0, pos - self._cursor)
         self._still = None
-        self._show((ap.pts * PCR_PER_PTS + self._delta) / PCR_HZ, self._cursor, 1.0)
+        self._show((target + lead) / PCR_HZ, self._cursor, 1.0)
 
     def _restamp(self, clip: TapeClip, data: bytes) -> bytes:
         """The packets of *data* on the output timeline, without the pictures that come
@@ -407,16 +421,18 @@ class TrickPlayer:
                     self._skipping.discard(pid)
                     # the latest picture read (in decoding order a B-frame comes after its P)
                     self._cursor = max(self._cursor, self._place.origin + clip.position(pts))
-                    out_pts = (pts * PCR_PER_PTS + delta) // PCR_PER_PTS
+                    out_pts = _near((pts * PCR_PER_PTS + delta) // PCR_PER_PTS, self.pts, PTS_WRAP)
                     self.pts = out_pts if self.pts is None else max(self.pts, out_pts)
-                    self.dts = ((pts if dts is None else dts) * PCR_PER_PTS + delta) // PCR_PER_PTS
+                    self.dts = _near(((pts if dts is None else dts) * PCR_PER_PTS + delta) // PCR_PER_PTS,
+                                     self.dts if self.dts is not None else self.pts, PTS_WRAP)
             elif pid in self._skipping and has_payload(p):
                 continue
             pcr = ts_pcr(p)
             if pcr is not None:
-                self.pcr = max(self.pcr, pcr + delta)
+                out_pcr = _near(pcr + delta, self.pcr, PCR_WRAP)
+                self.pcr = max(self.pcr, out_pcr)
                 if self.origin is None:
-                    self.origin = (pcr + delta) / PCR_HZ
+                    self.origin = out_pcr / PCR_HZ
             shift_timestamps(p, delta)
             out.append(p)
         return b"".join(out)

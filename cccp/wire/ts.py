@@ -36,6 +36,10 @@ PCR_PER_PTS = 300
 PTS_WRAP = 1 << 33
 PCR_WRAP = PTS_WRAP * PCR_PER_PTS
 PAT_PID = 0
+#: The most a picture of one clip may be ahead of the one decoded before it (PTS, 90 kHz),
+#: and behind it (B-frames are shown before the pictures they are decoded after).
+MAX_PTS_JUMP = 10 * 90000
+MAX_PTS_BACK = 2 * 90000
 #: Stream types that are video, and how their I-frames are found.
 MPEG2_VIDEO = (0x01, 0x02)
 H264_VIDEO = (0x1B,)
@@ -352,7 +356,21 @@ class TSIndexer:
         self.pictures += 1
         if self._first_pts is None:
             self._first_pts = pts
-        self._last_pts = pts if self._last_pts is None else max(self._last_pts, pts)
+        last = self._last_pts
+        if last is not None:
+            # Pictures come in decoding order (a B-frame a little before the last P); across
+            # the 33-bit wrap the clock goes on. A jump is not a clip a deck can play as one.
+            ahead = (pts - last) % PTS_WRAP
+            if MAX_PTS_JUMP < ahead < PTS_WRAP - MAX_PTS_BACK:
+                raise TSError(f"the video's timestamps jump by {min(ahead, PTS_WRAP - ahead) / 90000:.1f} s "
+                              f"at offset {offset} (an edit or a splice in the file): not one clip")
+            if ahead < PTS_WRAP // 2:
+                self._last_pts = pts
+            first = self._first_pts
+            if (pts - first) % PTS_WRAP > PTS_WRAP // 2 and (first - pts) % PTS_WRAP <= MAX_PTS_BACK:
+                self._first_pts = pts             # a B-frame shown before the first picture decoded
+        else:
+            self._last_pts = pts
         if starts_picture(p, prog.video_type):
             self._offsets.append(offset)
             self._pts.append(pts)
@@ -481,6 +499,11 @@ class Splicer:
         self._carry = b""
         self.splices = 0
         self.dropped = 0
+
+    @property
+    def last_pcr(self) -> int | None:
+        """The last PCR that went out (27 MHz, as written)."""
+        return self._last_out_pcr
 
     def seed(self, counters: dict[int, int], last_pcr: int | None = None, open_pids: Iterable[int] = ()) -> None:
         """Go on from a stream sent without the splicer: the last continuity counter of

@@ -214,3 +214,29 @@ def test_play_in_a_long_gop_jumps_once_and_plays_on(tmp_path):
     out = play(tape, [(3.0, "PLAY", 1)], player, start=3.0)
     check_timeline(out)
     assert player.jumps == 1
+
+
+def test_a_clip_across_the_33_bit_wrap_is_one_clip_and_plays_cleanly(tmp_path):
+    """PTS and PCR wrap at 2^33 / 90 kHz (26.5 h): a clip recorded across it is as long as
+    it plays, and a deck session over it decodes without an error."""
+    path = tmp_path / "wrap.ts"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-t", "8",
+                    "-c:v", "mpeg2video", "-g", "12", "-b:v", "300k", "-output_ts_offset",
+                    str((1 << 33) / 90000 - 4), "-f", "mpegts", str(path)], check=True, timeout=120)
+    data = path.read_bytes()
+    clip = clip_of(data)
+    assert clip.length == pytest.approx(8.0, abs=0.05)
+    assert [round(clip.index.position(i), 2) for i in range(3)] == [0.0, 0.48, 0.96]
+    out = play(Tape(clip, 60), [(1.0, "PLAY", 1), (1.0, "FF", 5), (3.0, "PLAY", 1), (1.0, "FF", -4)])
+    check_timeline(out)
+    rec = tmp_path / "played.ts"
+    rec.write_bytes(out)
+    r = subprocess.run([FFMPEG, "-v", "error", "-i", str(rec), "-f", "null", "-"], capture_output=True, text=True)
+    assert r.stderr == "", r.stderr
+
+
+def test_a_file_whose_timestamps_jump_is_not_taken_for_one_clip(bclip):
+    from cccp.wire.ts import TSError
+    half = len(bclip) // 2 // TS_PACKET * TS_PACKET
+    with pytest.raises(TSError, match="timestamps jump"):
+        clip_of(bclip[half:] + bclip[:half])              # the second half, then the first
