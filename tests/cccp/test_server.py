@@ -350,7 +350,7 @@ async def test_pasv_and_port_replies(reactor, server):
 async def test_transfer_needs_a_data_port_and_type_i(reactor, server):
     c = await anon(reactor, server)
     r = await ask(c, "RETR hello.txt")
-    assert (r.code, r.text) == (504, "RETR needs TYPE I: TYPE A is for LIST and NLST only")
+    assert (r.code, r.text) == (504, "RETR needs TYPE I: TYPE A is for LIST, NLST and /events only")
     await ask(c, "TYPE I")
     r = await ask(c, "RETR hello.txt")
     assert (r.code, r.text) == (425, "Use PORT or PASV first")
