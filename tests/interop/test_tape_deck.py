@@ -287,3 +287,28 @@ async def test_reco_records_a_stor_onto_the_tape_at_the_position(reactor, deck_s
     assert len(ours) > 0.8 * len(shown) and len(ours) > 40    # the held frame at 100 and the recording
     positions = [recorded[f.checksum] for f in ours]
     assert min(positions) <= GOP and max(positions) > 1.5     # from its start, played on
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stored_ts_that_is_no_tape_plays_on_and_says_so(reactor, deck_server, tmp_path):
+    """A stored TS with no video RETRieved in TYPE I M: TSTA still answers (as the draft
+    says it always does), FF is refused with 550 and a reason, and the clip plays to its end."""
+    audio = os.path.join(deck_server.root, "audio.ts")
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "sine", "-t", "2", "-c:a", "mp2", audio], check=True)
+    c = await connect(reactor, "127.0.0.1", deck_server.port)
+    await c.type("I M")
+    sink = FileSink(str(tmp_path / "audio.rec.ts"))
+    transfer = c.retrieve("/audio.ts", sink)
+    await sleep(reactor, 0.5)
+    status = await c.tapeStatus()
+    assert status.operation == "PLAY" and Decimal(0) < status.position < Decimal(2)
+    with pytest.raises(CommandFailed) as refused:
+        await c.fastForward(10, 5)
+    assert refused.value.code == 550 and "cannot be played as a tape" in str(refused.value)
+    reply = await c.noop()                                  # replies in order, the session goes on
+    assert reply.code == 200
+    done = await transfer
+    assert done.code == 226
+    sink.file.close()
+    assert open(str(tmp_path / "audio.rec.ts"), "rb").read() == open(audio, "rb").read()
+    await c.quit()
