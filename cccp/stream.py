@@ -12,6 +12,7 @@ reverse for STOR and for the client's RETR.
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .wire import rtcp
 from .wire.media import (
     RTP_MP2T,
     TS_PACKET,
@@ -132,6 +134,95 @@ def multicast_receiver(reactor: Any, group: str, port: int, interface: str = "0.
     return ep
 
 
+class RTCPSession(protocol.DatagramProtocol):
+    """RTCP for one RTP transfer (RFC 3550): a sender report and the CNAME every
+    :attr:`INTERVAL` seconds (the first with the first RTP packet), BYE at the end, and the
+    receivers' reports kept (:attr:`reports`, by reporter SSRC). Over UDP it sends from the
+    data port + 1 to the receiver's port + 1 (an ephemeral port when + 1 is taken) and reads
+    reports there; over TCP its packets go in the same RFC 4571 framing as the RTP packets
+    (``a=rtcp-mux``, RFC 5761: RTCP is told from RTP by its payload type, 200-204)."""
+
+    INTERVAL = 2.0
+    log = Logger()
+
+    def __init__(self, reactor: Any, sender: MediaSender, cname: str) -> None:
+        self.reactor = reactor
+        self.sender = sender
+        self.cname = cname
+        self.reports: dict[int, rtcp.ReportBlock] = {}
+        self.sent_reports = 0
+        self.port: Any = None
+        self.peer: tuple[str, int] | None = None
+        self._loop: Any = None
+
+    def start(self) -> None:
+        s = self.sender
+        if s.udp:
+            out = s.output
+            host = out.transport.getHost() if getattr(out, "transport", None) is not None else None
+            if out.peer is None or host is None:
+                return
+            self.peer = (out.peer[0], out.peer[1] + 1)
+            try:
+                self.port = self.reactor.listenUDP(host.port + 1, self, interface=host.host)
+            except Exception:
+                self.port = self.reactor.listenUDP(0, self, interface=host.host)
+        from twisted.internet import task
+        self._loop = task.LoopingCall(self.report)
+        self._loop.clock = self.reactor
+        self._loop.start(self.INTERVAL, now=True)
+
+    def _compound(self) -> bytes:
+        s = self.sender
+        assert s.packetizer is not None
+        ssrc = s.packetizer.ssrc
+        return (rtcp.sender_report(ssrc, time.time(), s.packetizer.timestamp(s._now()), s.rtp_packets,
+                                   s.rtp_octets) + rtcp.source_description(ssrc, self.cname))
+
+    def _send(self, data: bytes) -> None:
+        s = self.sender
+        if s.udp:
+            if self.port is not None and self.peer is not None:
+                try:
+                    self.port.write(data, self.peer)
+                except OSError as e:
+                    self.log.debug("RTCP to {peer} failed: {e}", peer=self.peer, e=e)
+        else:
+            s._out(frame_rfc4571(data))
+        self.sent_reports += 1
+
+    def report(self) -> None:
+        if not self.sender.stopped:
+            self._send(self._compound())
+
+    def bye(self, reason: str) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+            assert self.sender.packetizer is not None
+            self._send(self._compound() + rtcp.bye(self.sender.packetizer.ssrc, reason))
+        if self.port is not None:
+            self.port.stopListening()
+            self.port = None
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.peer is not None and addr[0] != self.peer[0]:
+            return                                  # only the receiver reports
+        self.received(data)
+
+    def received(self, data: bytes) -> None:
+        for block in rtcp.report_blocks(data):
+            if self.sender.packetizer is not None and block.ssrc == self.sender.packetizer.ssrc:
+                self.reports[block.reporter] = block
+
+    def summary(self) -> str:
+        """What the receivers said last, for STAT."""
+        if not self.reports:
+            return f"RTCP: {self.sent_reports} sender reports, no receiver report"
+        parts = [f"receiver {r:08X} lost {b.loss * 100:.1f} % ({b.cumulative_lost} packets), "
+                 f"jitter {b.jitter / 90:.1f} ms" for r, b in self.reports.items()]
+        return f"RTCP: {self.sent_reports} sender reports; " + "; ".join(parts)
+
+
 @implementer(IConsumer, IPushProducer)
 class MediaSender:
     """Sends TS written into it over TCP or UDP, as TS or RTP, paced or not.
@@ -166,6 +257,11 @@ class MediaSender:
         self._udp_pending = b""
         self._scheduling = False
         self.sent = 0
+        self.rtp_packets = 0
+        self.rtp_octets = 0
+        #: RTCP of an RTP transfer (started with its first packet; :meth:`start_rtcp`).
+        self.rtcp: RTCPSession | None = None
+        self._cname: str | None = None
         self.read_ahead = READ_AHEAD
         self.done: defer.Deferred[int] = defer.Deferred()
         self.error: BaseException | None = None
@@ -277,11 +373,21 @@ class MediaSender:
                 break
 
     # -- output ------------------------------------------------------------------------
+    def start_rtcp(self, cname: str) -> None:
+        """Send RTCP (with this CNAME) once RTP goes out; ours only, not an encoder's RTP."""
+        if self.framing == "rtp" and self.packetizer is not None:
+            self._cname = cname
+
     def _emit(self, due: float, chunk: bytes) -> None:
         if self.framing == "rtp":
             packets = [chunk] if self.rtp_input else self.packetizer.packetize(due, chunk)  # type: ignore[union-attr]
             for p in packets:
+                self.rtp_packets += 1
+                self.rtp_octets += len(p) - 12
                 self._out(p if self.udp else frame_rfc4571(p))
+            if packets and self._cname is not None and self.rtcp is None:
+                self.rtcp = RTCPSession(self.reactor, self, self._cname)
+                self.rtcp.start()
         elif self.udp:
             size = self.per_datagram * TS_PACKET
             data = self._udp_pending + chunk
@@ -308,6 +414,8 @@ class MediaSender:
         if self._udp_pending:
             self._out(self._udp_pending)
             self._udp_pending = b""
+        if self.rtcp is not None:
+            self.rtcp.bye("end of stream")
         self.stopped = True
         self.done.callback(self.sent)
 
@@ -322,6 +430,8 @@ class MediaSender:
         :attr:`done` fails with :class:`StreamStopped` if the stream had not ended."""
         if self.stopped and self.done.called:
             return
+        if self.rtcp is not None and not self.stopped:
+            self.rtcp.bye("stopped")
         self.stopped = True
         if not self.done.called:
             self.done.errback(StreamStopped(f"stopped after {self.sent} bytes"))
@@ -361,6 +471,7 @@ class MediaReceiver:
         self.rtp_framer = RFC4571Framer()
         self.depacketizer = Depacketizer(payload_types)
         self.bad_datagrams = 0
+        self.rtcp_packets = 0
         self.bytes = 0
         #: Why writing to the sink failed (a full disk...); datagrams after that are dropped.
         self.error: Exception | None = None
@@ -437,6 +548,9 @@ class MediaReceiver:
                 raise MediaFramingError("nothing to store: the upload's RTP packets carried no payload")
 
     def _rtp(self, raw: bytes) -> None:
+        if rtcp.is_rtcp(raw):
+            self.rtcp_packets += 1                  # RTCP muxed with the RTP (RFC 5761): not media
+            return
         payload = self.depacketizer.payload(raw)
         if RTPPacketType(raw) == RTP_MP2T:
             self._sink(payload)

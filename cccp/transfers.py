@@ -304,6 +304,8 @@ class Transfers:
                     per_datagram=plan.per_datagram, paced=not source.live, rtp_input=source.rtp_input)
                 if not udp:
                     t.data.transport.registerProducer(sender, True)
+                here = t.data.transport.getHost() if getattr(t.data, "transport", None) is not None else None
+                sender.start_rtcp(f"cccp@{getattr(here, 'host', 'localhost')}")
                 started = defer.maybeDeferred(source.startProducing, sender)
                 started.addBoth(sender.sourceDone)
                 sender._schedule()
@@ -496,7 +498,10 @@ class Transfers:
         t = self.current
         if t is None:
             return "No data transfer in progress"
-        return f"{t.verb} {t.path} in progress: {t.transferred} bytes in {time.monotonic() - t.started:.1f} s"
+        line = f"{t.verb} {t.path} in progress: {t.transferred} bytes in {time.monotonic() - t.started:.1f} s"
+        if t.sender is not None and t.sender.rtcp is not None:
+            line += "; " + t.sender.rtcp.summary()
+        return line
 
     def close(self) -> None:
         """The control connection is gone: the transfer ends with it, one waiting for its

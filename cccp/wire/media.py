@@ -387,6 +387,11 @@ class TSPacketizer:
         data, self._pending = self._pending, b""
         return [self._packet(due, data)]
 
+    def timestamp(self, due: float) -> int:
+        """The RTP timestamp of an instant *due* seconds into the stream (what an RTCP
+        sender report pairs with the wall clock)."""
+        return (self._ts0 + int(due * 90000)) & 0xFFFFFFFF
+
     def _packet(self, due: float, payload: bytes) -> bytes:
         marker = self._last_due is not None and (due < self._last_due or due - self._last_due > 1.0)
         self._last_due = due

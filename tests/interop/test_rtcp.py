@@ -1,0 +1,115 @@
+"""RTCP (RFC 3550) for RTP transfers: sender reports whose RTP timestamp is the stream's,
+the CNAME, BYE at the end; a receiver's report shows in STAT. tshark decodes what we send."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import protocol
+
+from cccp.client import CommandFailed, connect
+from cccp.wire import rtcp
+from cccp.wire.media import RTPPacket
+
+from .test_media_peers import long_clip, sleep  # noqa: F401  (fixtures)
+from .test_media_peers import media as media
+
+TSHARK = shutil.which("tshark")
+
+
+class Collect(protocol.DatagramProtocol):
+    def __init__(self) -> None:
+        self.got: list[tuple[float, bytes, Any]] = []
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.got.append((time.monotonic(), data, addr))
+
+
+def two_ports(reactor: Any) -> tuple[Any, Any, Collect, Collect]:
+    """An even UDP port for RTP and the next one for RTCP."""
+    for _ in range(50):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1] & ~1
+        s.close()
+        rtp, ctl = Collect(), Collect()
+        try:
+            a = reactor.listenUDP(p, rtp, interface="127.0.0.1")
+        except Exception:
+            continue
+        try:
+            b = reactor.listenUDP(p + 1, ctl, interface="127.0.0.1")
+        except Exception:
+            a.stopListening()
+            continue
+        return a, b, rtp, ctl
+    raise AssertionError("no two free UDP ports")
+
+
+def pcap(datagrams: list[tuple[bytes, int, int]]) -> bytes:
+    """A pcap file (raw IPv4) of UDP datagrams 127.0.0.1:sport -> 127.0.0.1:dport."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)]
+    for i, (payload, sport, dport) in enumerate(datagrams):
+        udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])) + udp
+        out.append(struct.pack("<IIII", 1000 + i, 0, len(ip), len(ip)) + ip)
+    return b"".join(out)
+
+
+@pytest_twisted.ensureDeferred
+async def test_rtp_over_udp_gets_sender_reports_and_the_receivers_report_shows_in_stat(reactor, media, tmp_path):
+    a, b, rtp_in, rtcp_in = two_ports(reactor)
+    port = a.getHost().port
+    try:
+        c = await connect(reactor, "127.0.0.1", media.port)
+        await c.type("I R 33")
+        await c.mode("P 1")
+        transfer = c.streamTo("/long.ts", "127.0.0.1", port)
+        await sleep(reactor, 4.5)
+        reports = [(t, d, addr) for t, d, addr in rtcp_in.got if rtcp.is_rtcp(d)]
+        assert len(reports) >= 2                            # one with the first packet, then every 2 s
+        first_rtp = RTPPacket.decode(rtp_in.got[0][1])
+        src = reports[-1][2]                                 # from the data port + 1
+        for t, data, _ in reports:
+            pt, = struct.unpack_from("!B", data, 1)
+            assert pt == rtcp.SR
+            ssrc, _, _, rtp_ts = struct.unpack_from("!IIII", data, 4)
+            assert ssrc == first_rtp.ssrc
+            # the RTP packet that arrived nearest the report carries about the same timestamp
+            near = min(rtp_in.got, key=lambda g: abs(g[0] - t))
+            assert abs(((rtp_ts - RTPPacket.decode(near[1]).timestamp + (1 << 31)) % (1 << 32)) - (1 << 31)) \
+                < 90000 * 0.15
+            assert b"cccp@127.0.0.1" in data                  # SDES CNAME
+        # The receiver reports 5 % lost (13/256) from its RTCP port to the sender's
+        b.write(rtcp.receiver_report(0x1234ABCD, first_rtp.ssrc, 13, 42, 1000, 900), src)
+        await sleep(reactor, 0.3)
+        stat = await c.status()
+        assert "receiver 1234ABCD lost 5.1 % (42 packets), jitter 10.0 ms" in stat.text, stat.text
+        await c.abort()
+        with pytest.raises(CommandFailed):
+            await transfer
+        await sleep(reactor, 0.3)
+        last = rtcp_in.got[-1][1]
+        assert struct.pack("!B", rtcp.BYE) in last[8:] and b"stopped" in last    # BYE at ABOR
+        await c.quit()
+    finally:
+        a.stopListening()
+        b.stopListening()
+    # tshark decodes our reports as RTCP sender reports with the same fields
+    assert TSHARK, "tshark is needed (.ci/run installs it)"
+    cap = tmp_path / "rtcp.pcap"
+    cap.write_bytes(pcap([(d, addr[1], port + 1) for _, d, addr in rtcp_in.got]))
+    r = subprocess.run([TSHARK, "-r", str(cap), "-d", f"udp.port=={port + 1},rtcp", "-Y", "rtcp.pt==200",
+                        "-T", "fields", "-e", "rtcp.senderssrc", "-e", "rtcp.sdes.text"],
+                       capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert len(rows) == len(rtcp_in.got) and all(int(x[0], 16) == first_rtp.ssrc for x in rows), r.stdout + r.stderr
+    assert all("cccp@127.0.0.1" in x[1] for x in rows)
