@@ -32,14 +32,14 @@ class Collect(protocol.DatagramProtocol):
         self.got.append((time.monotonic(), data, addr))
 
 
-def two_ports(reactor: Any) -> tuple[Any, Any, Collect, Collect]:
-    """An even UDP port for RTP and the next one for RTCP."""
+def two_ports(reactor: Any, rtp: Any = None, ctl: Any = None) -> tuple[Any, Any, Any, Any]:
+    """An even UDP port for RTP and the next one for RTCP (with these protocols)."""
     for _ in range(50):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("127.0.0.1", 0))
         p = s.getsockname()[1] & ~1
         s.close()
-        rtp, ctl = Collect(), Collect()
+        rtp, ctl = rtp or Collect(), ctl or Collect()
         try:
             a = reactor.listenUDP(p, rtp, interface="127.0.0.1")
         except Exception:
@@ -113,3 +113,84 @@ async def test_rtp_over_udp_gets_sender_reports_and_the_receivers_report_shows_i
     rows = [line.split("\t") for line in r.stdout.splitlines()]
     assert len(rows) == len(rtcp_in.got) and all(int(x[0], 16) == first_rtp.ssrc for x in rows), r.stdout + r.stderr
     assert all("cccp@127.0.0.1" in x[1] for x in rows)
+
+
+class Relay(protocol.DatagramProtocol):
+    """Between the server and GStreamer: RTP on one port (every twentieth datagram
+    dropped), or the server's RTCP on the next (whose source it notes)."""
+
+    def __init__(self, to: int, rtcp_port: bool = False, drop_every: int = 20) -> None:
+        self.to = to
+        self.rtcp_port = rtcp_port
+        self.drop_every = drop_every
+        self.n = 0
+        self.dropped = 0
+        self.server: Any = None          # where the server's RTCP comes from
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        if self.rtcp_port:
+            self.server = addr
+        else:
+            self.n += 1
+            if self.n % self.drop_every == 0:
+                self.dropped += 1
+                return
+        self.transport.write(data, ("127.0.0.1", self.to))
+
+
+@pytest_twisted.ensureDeferred
+async def test_gstreamer_rtpbin_reports_the_loss_of_a_lossy_relay_and_stat_shows_it(reactor, media):
+    """GStreamer's rtpbin takes the RTP and our RTCP through a relay that drops 5 % of the
+    RTP; its receiver reports come back, and STAT says about 5 % were lost."""
+    gst = shutil.which("gst-launch-1.0")
+    assert gst, "gst-launch-1.0 is needed (.ci/run installs GStreamer)"
+    from .test_tape_deck import Process
+    g_rtp = two_ports(reactor)                     # GStreamer's ports (freed just before it binds them)
+    gport = g_rtp[0].getHost().port
+    for p in g_rtp[:2]:
+        await p.stopListening()
+    rtp_relay = Relay(gport)
+    rtcp_relay = Relay(gport + 1, rtcp_port=True)
+    ra, rb, _, _ = two_ports(reactor, rtp_relay, rtcp_relay)   # the relay's two ports, for the server
+    rport = ra.getHost().port
+
+    class Back(protocol.DatagramProtocol):
+        """GStreamer's receiver reports, passed on to where the server's reports come from."""
+
+        def datagramReceived(self, data: bytes, addr: Any) -> None:
+            if rtcp_relay.server is not None:
+                rb.write(data, rtcp_relay.server)
+    rc = reactor.listenUDP(0, Back(), interface="127.0.0.1")
+    relay_in = rc.getHost().port
+    caps = "application/x-rtp,media=video,clock-rate=90000,encoding-name=MP2T,payload=33"
+    proc = Process(reactor, [gst, "-q", "rtpbin", "name=rb", "rtcp-sync-send-time=false",
+                             "udpsrc", "address=127.0.0.1", f"port={gport}", f"caps={caps}", "!", "rb.recv_rtp_sink_0",
+                             "udpsrc", "address=127.0.0.1", f"port={gport + 1}", "!", "rb.recv_rtcp_sink_0",
+                             "rb.", "!", "rtpmp2tdepay", "!", "fakesink",
+                             "rb.send_rtcp_src_0", "!", "udpsink", "host=127.0.0.1", f"port={relay_in}",
+                             "sync=false", "async=false"])
+    try:
+        await sleep(reactor, 0.5)
+        c = await connect(reactor, "127.0.0.1", media.port)
+        await c.type("I R 33")
+        await c.mode("P 1")
+        transfer = c.streamTo("/long.ts", "127.0.0.1", rport)
+        found = None
+        for _ in range(70):
+            await sleep(reactor, 0.1)
+            stat = await c.status()
+            m = __import__("re").search(r"lost ([\d.]+) % \((\d+) packets\)", stat.text)
+            if m and int(m.group(2)) > 0:
+                found = m
+                break
+        assert found, f"no receiver report with a loss came back: {stat.text}"
+        assert 2.0 < float(found.group(1)) < 9.0 and rtp_relay.dropped > 0, (stat.text, rtp_relay.dropped)
+        await c.abort()
+        with pytest.raises(CommandFailed):
+            await transfer
+        await c.quit()
+    finally:
+        proc.transport.signalProcess("TERM")
+        await proc.ended
+        for p in (ra, rb, rc):
+            p.stopListening()
