@@ -223,6 +223,36 @@ class RTCPSession(protocol.DatagramProtocol):
         return f"RTCP: {self.sent_reports} sender reports; " + "; ".join(parts)
 
 
+class RTCPReader:
+    """What the receiver of RTP over TCP sends back on the data connection: RFC 4571
+    frames, of which the RTCP ones (receiver reports) go to the sender's RTCP session and
+    anything else is dropped (nothing is kept but one frame in part, 64 KiB at most)."""
+
+    def __init__(self, sender: MediaSender) -> None:
+        self.sender = sender
+        self._buf = b""
+        self.ignored = 0
+
+    def write(self, data: bytes) -> None:
+        buf = self._buf + data
+        at = 0
+        while len(buf) - at >= 2:
+            n = int.from_bytes(buf[at:at + 2], "big")
+            if n < 4:                               # not RFC 4571 framing: drop it all
+                self.ignored += len(buf) - at
+                at = len(buf)
+                break
+            if len(buf) - at - 2 < n:
+                break
+            frame = buf[at + 2:at + 2 + n]
+            at += 2 + n
+            if rtcp.is_rtcp(frame) and self.sender.rtcp is not None:
+                self.sender.rtcp.received(frame)
+            else:
+                self.ignored += n
+        self._buf = buf[at:]
+
+
 @implementer(IConsumer, IPushProducer)
 class MediaSender:
     """Sends TS written into it over TCP or UDP, as TS or RTP, paced or not.

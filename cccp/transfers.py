@@ -30,6 +30,7 @@ from .interfaces import IMediaSource, IRecording
 from .stream import (
     MediaReceiver,
     MediaSender,
+    RTCPReader,
     StreamStopped,
     UDPEndpoint,
     is_multicast,
@@ -306,6 +307,9 @@ class Transfers:
                     t.data.transport.registerProducer(sender, True)
                 here = t.data.transport.getHost() if getattr(t.data, "transport", None) is not None else None
                 sender.start_rtcp(f"cccp@{getattr(here, 'host', 'localhost')}")
+                if not udp and plan.framing is Framing.RTP:
+                    # receiver reports come back muxed in the same framing (RFC 4571, 5761)
+                    t.data.receiveInto(RTCPReader(sender))
                 started = defer.maybeDeferred(source.startProducing, sender)
                 started.addBoth(sender.sourceDone)
                 sender._schedule()

@@ -194,3 +194,57 @@ async def test_gstreamer_rtpbin_reports_the_loss_of_a_lossy_relay_and_stat_shows
         await proc.ended
         for p in (ra, rb, rc):
             p.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rtp_over_tcp_carries_rtcp_in_its_framing_both_ways(reactor, media):
+    """Over TCP the reports share the RFC 4571 framing (rtcp-mux): the receiver tells them
+    from RTP by payload type, and its own receiver report, sent back on the same
+    connection, shows in STAT. At the end of the stream comes a BYE."""
+    from twisted.internet import defer
+
+    class Receiver(protocol.Protocol):
+        def __init__(self) -> None:
+            self.buf = b""
+            self.rtp: list[bytes] = []
+            self.rtcp: list[bytes] = []
+            self.answered = defer.Deferred()
+            self.ended = defer.Deferred()
+
+        def dataReceived(self, data: bytes) -> None:
+            self.buf += data
+            while len(self.buf) >= 2 and len(self.buf) - 2 >= int.from_bytes(self.buf[:2], "big"):
+                n = int.from_bytes(self.buf[:2], "big")
+                frame, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
+                if rtcp.is_rtcp(frame):
+                    self.rtcp.append(frame)
+                    if not self.answered.called and self.rtp:
+                        source = RTPPacket.decode(self.rtp[0]).ssrc
+                        rr = rtcp.receiver_report(0x0BADCAFE, source, 26, 7, 100, 450)
+                        self.transport.write(len(rr).to_bytes(2, "big") + rr)
+                        self.answered.callback(None)
+                else:
+                    self.rtp.append(frame)
+
+        def connectionLost(self, reason: Any = None) -> None:
+            self.ended.callback(None)
+
+    receiver = Receiver()
+    factory = protocol.Factory.forProtocol(lambda: receiver)
+    listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        c = await connect(reactor, "127.0.0.1", media.port)
+        await c.type("I R 33")
+        transfer = c.streamTo("/sample.ts", "127.0.0.1", listening.getHost().port)
+        await receiver.answered
+        await sleep(reactor, 0.2)
+        stat = await c.status()
+        assert "receiver 0BADCAFE lost 10.2 % (7 packets), jitter 5.0 ms" in stat.text, stat.text
+        reply = await transfer
+        assert reply.code == 226
+        await receiver.ended
+        await c.quit()
+    finally:
+        await listening.stopListening()
+    assert receiver.rtp and all(RTPPacket.decode(p).payload_type == 33 for p in receiver.rtp)
+    assert receiver.rtcp[0][1] == rtcp.SR and rtcp.BYE in receiver.rtcp[-1][8:]
