@@ -230,27 +230,21 @@ class RTCPReader:
 
     def __init__(self, sender: MediaSender) -> None:
         self.sender = sender
-        self._buf = b""
+        self.framer = RFC4571Framer(minimum=8)
         self.ignored = 0
 
     def write(self, data: bytes) -> None:
-        buf = self._buf + data
-        at = 0
-        while len(buf) - at >= 2:
-            n = int.from_bytes(buf[at:at + 2], "big")
-            if n < 4:                               # not RFC 4571 framing: drop it all
-                self.ignored += len(buf) - at
-                at = len(buf)
-                break
-            if len(buf) - at - 2 < n:
-                break
-            frame = buf[at + 2:at + 2 + n]
-            at += 2 + n
+        try:
+            frames = self.framer.feed(data)
+        except MediaFramingError:
+            self.framer = RFC4571Framer(minimum=8)     # not RFC 4571 framing: drop it all
+            self.ignored += len(data)
+            return
+        for frame in frames:
             if rtcp.is_rtcp(frame) and self.sender.rtcp is not None:
                 self.sender.rtcp.received(frame)
             else:
-                self.ignored += n
-        self._buf = buf[at:]
+                self.ignored += len(frame)
 
 
 @implementer(IConsumer, IPushProducer)

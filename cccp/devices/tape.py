@@ -141,18 +141,18 @@ class _PlayerSource:
         consumer.registerProducer(self, False)  # type: ignore[arg-type]  # (each subclass is an IMediaSource)
         return self._done
 
-    def _output_time(self, wall: float) -> float:
-        """The output time (the player's PCR/PTS timeline) that is due at *wall*."""
+    def _origin(self) -> float:
+        """The output time (the player's PCR/PTS timeline) that went out when the stream began."""
         player = self.player
         assert player is not None
-        origin = player.origin if player.origin is not None else 0.0
-        return origin + (wall - self._t0)
+        return player.origin if player.origin is not None else player.time
+
+    def _output_time(self, wall: float) -> float:
+        """The output time that is due at *wall*."""
+        return self._origin() + (wall - self._t0)
 
     def _motion(self, t: float) -> Motion:
-        player = self.player
-        assert player is not None
-        origin = player.origin if player.origin is not None else player.time
-        wall = max(self.reactor.seconds(), self._t0 + (t - origin))
+        wall = max(self.reactor.seconds(), self._t0 + (t - self._origin()))
         op, pos, speed = self.deck.motion_at(wall)
         return Motion(op, pos, speed)
 
@@ -239,10 +239,8 @@ class ClipTapeSource(_PlayerSource):
         self.indexes = indexes
         self.chunk = chunk
         self.file: IndexedFile | None = IndexedFile(path)
-        self.size = os.fstat(self.file.fd).st_size
         self._sent = 0
         self._deck_d: defer.Deferred[Any] | None = None
-        self._first_pts: float | None = None
 
     def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
         return self._begin(consumer)

@@ -330,9 +330,11 @@ def frame_rfc4571(packet: bytes) -> bytes:
 class RFC4571Framer:
     """Cuts a TCP byte stream into RTP packets, each preceded by a 2-byte length."""
 
-    def __init__(self) -> None:
+    def __init__(self, minimum: int = 12) -> None:
         self._buf = bytearray()
         self.packets = 0
+        #: The shortest frame (12: an RTP header; 8: an RTCP report with no blocks).
+        self.minimum = minimum
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
@@ -341,7 +343,7 @@ class RFC4571Framer:
         pos = 0
         while len(buf) - pos >= 2:
             (n,) = struct.unpack_from(">H", buf, pos)
-            if n < 12:
+            if n < self.minimum:
                 raise MediaFramingError(f"RTP length prefix {n} is shorter than an RTP header")
             if len(buf) - pos - 2 < n:
                 break

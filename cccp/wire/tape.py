@@ -452,7 +452,7 @@ class TrickPlayer:
         key = (id(clip), i, place.origin)
         if self._still is not None and self._still == key and self.time < self._still_until:
             return self._keep_alive(clip)
-        return self._send_frame(place, i, key, m)
+        return self._send_frame(place, i, key)
 
     def _keep_alive(self, clip: TapeClip) -> bytes:
         """One PCR-only packet: the clock runs on, the picture stays."""
@@ -482,7 +482,7 @@ class TrickPlayer:
             at += len(data)
         raise TSError(f"an I-frame larger than {MAX_FRAME} bytes")
 
-    def _send_frame(self, place: Place, i: int, key: tuple[int, int, float], m: Motion) -> bytes:
+    def _send_frame(self, place: Place, i: int, key: tuple[int, int, float]) -> bytes:
         clip = place.clip
         ix = clip.index
         ap = ix.point(i)

@@ -505,13 +505,11 @@ class Splicer:
         """The last PCR that went out (27 MHz, as written)."""
         return self._last_out_pcr
 
-    def seed(self, counters: dict[int, int], last_pcr: int | None = None, open_pids: Iterable[int] = ()) -> None:
+    def seed(self, counters: dict[int, int], open_pids: Iterable[int] = ()) -> None:
         """Go on from a stream sent without the splicer: the last continuity counter of
-        each PID, and the last PCR, that went out; *open_pids* are the PIDs whose last PES
-        went out in part (the packets that continue it are taken, not dropped)."""
+        each PID that went out; *open_pids* are the PIDs whose last PES went out in part
+        (the packets that continue it are taken, not dropped)."""
         self._cc.update(counters)
-        if last_pcr is not None:
-            self._last_out_pcr = last_pcr
         for pid in open_pids:
             self._current[pid] = _Unit(self._segment)
 

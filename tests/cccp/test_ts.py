@@ -250,20 +250,8 @@ async def test_a_live_encoder_that_fails_is_started_again_and_spliced_on(reactor
     fake.write_text(f"#!/bin/sh\ncat {path}\nexit 3\n")      # a clip, then it fails
     fake.chmod(0o755)
 
-    class Sink:
-        def __init__(self) -> None:
-            self.data: list[bytes] = []
-
-        def registerProducer(self, producer: Any, streaming: bool) -> None:
-            pass
-
-        def unregisterProducer(self) -> None:
-            pass
-
-        def write(self, data: bytes) -> None:
-            self.data.append(data)
-
-    sink = Sink()
+    from cccp.client import _Collect
+    sink = _Collect()
     source = EncoderSource(reactor, [], executable=str(fake), restarts=2)
     source.RESTART_AFTER = 0.05
     done = source.startProducing(sink)
@@ -271,7 +259,7 @@ async def test_a_live_encoder_that_fails_is_started_again_and_spliced_on(reactor
         await done                                           # three runs, then it gives up
     assert "the encoder failed (3)" in str(failed.value)
     assert source.restarted == 2
-    out = b"".join(sink.data)
+    out = sink.value()
     _check_stream(out)
     rec = tmp_path / "restarted.ts"
     rec.write_bytes(out)

@@ -121,6 +121,15 @@ def reply_position(text: str) -> float:
     return float(m.group(1))
 
 
+async def stop_recording(c: Any, transfer: Any, sink: FileSink, out: str) -> None:
+    """ABOR the RETR (it ends with 426) and keep what arrived, up to its last whole picture."""
+    await c.abort()
+    with pytest.raises(CommandFailed):
+        await transfer
+    sink.file.close()
+    cut_at_last_picture(out)
+
+
 async def record(reactor: Any, server: Any, path: str, type_: str, mode: str, out: str) -> tuple[list, Any]:
     c = await connect(reactor, "127.0.0.1", server.port)
     await c.type(type_)
@@ -130,11 +139,7 @@ async def record(reactor: Any, server: Any, path: str, type_: str, mode: str, ou
     await sleep(reactor, 1.0)
     replies = await drive(reactor, c)
     status = await c.tapeStatus()
-    await c.abort()
-    with pytest.raises(CommandFailed):
-        await transfer
-    sink.file.close()
-    cut_at_last_picture(out)
+    await stop_recording(c, transfer, sink, out)
     await c.quit()
     return replies, status
 
@@ -275,11 +280,7 @@ async def test_reco_records_a_stor_onto_the_tape_at_the_position(reactor, deck_s
     await c.play()
     await sleep(reactor, 3.0)
     status = await c.tapeStatus()
-    await c.abort()
-    with pytest.raises(CommandFailed):
-        await transfer
-    sink.file.close()
-    cut_at_last_picture(out)
+    await stop_recording(c, transfer, sink, out)
     assert status.operation == "PLAY" and Decimal(100) < status.position < Decimal(104)
     assert_one_valid_stream(out)
     shown = frames(out)
