@@ -174,10 +174,9 @@ class RTCPSession(protocol.DatagramProtocol):
 
     def _compound(self) -> bytes:
         s = self.sender
-        assert s.packetizer is not None
-        ssrc = s.packetizer.ssrc
-        return (rtcp.sender_report(ssrc, time.time(), s.packetizer.timestamp(s._now()), s.rtp_packets,
-                                   s.rtp_octets) + rtcp.source_description(ssrc, self.cname))
+        ssrc, timestamp = s.rtp_clock()
+        return (rtcp.sender_report(ssrc, time.time(), timestamp, s.rtp_packets, s.rtp_octets)
+                + rtcp.source_description(ssrc, self.cname))
 
     def _send(self, data: bytes) -> None:
         s = self.sender
@@ -198,8 +197,7 @@ class RTCPSession(protocol.DatagramProtocol):
     def bye(self, reason: str) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-            assert self.sender.packetizer is not None
-            self._send(self._compound() + rtcp.bye(self.sender.packetizer.ssrc, reason))
+            self._send(self._compound() + rtcp.bye(self.sender.rtp_clock()[0], reason))
         if self.port is not None:
             self.port.stopListening()
             self.port = None
@@ -210,8 +208,9 @@ class RTCPSession(protocol.DatagramProtocol):
         self.received(data)
 
     def received(self, data: bytes) -> None:
+        ssrc = self.sender.rtp_clock()[0]
         for block in rtcp.report_blocks(data):
-            if self.sender.packetizer is not None and block.ssrc == self.sender.packetizer.ssrc:
+            if block.ssrc == ssrc:
                 self.reports[block.reporter] = block
 
     def summary(self) -> str:
@@ -286,6 +285,8 @@ class MediaSender:
         #: RTCP of an RTP transfer (started with its first packet; :meth:`start_rtcp`).
         self.rtcp: RTCPSession | None = None
         self._cname: str | None = None
+        #: The SSRC and RTP timestamp of the last RTP packet the source made, and when.
+        self._last_rtp: tuple[int, int, float] | None = None
         self.read_ahead = READ_AHEAD
         self.done: defer.Deferred[int] = defer.Deferred()
         self.error: BaseException | None = None
@@ -398,13 +399,30 @@ class MediaSender:
 
     # -- output ------------------------------------------------------------------------
     def start_rtcp(self, cname: str) -> None:
-        """Send RTCP (with this CNAME) once RTP goes out; ours only, not an encoder's RTP."""
-        if self.framing == "rtp" and self.packetizer is not None:
+        """Send RTCP (with this CNAME) once RTP goes out: of the RTP we packetise, or of
+        the RTP packets the source makes (an encoder's, a camera's JPEGs)."""
+        if self.framing == "rtp":
             self._cname = cname
+
+    def rtp_clock(self) -> tuple[int, int]:
+        """The SSRC of the RTP going out and its RTP timestamp now (90 kHz: every payload
+        type sent here, RFC 3551)."""
+        if self.packetizer is not None:
+            return self.packetizer.ssrc, self.packetizer.timestamp(self._now())
+        if self._last_rtp is None:
+            return 0, 0
+        ssrc, stamp, at = self._last_rtp
+        return ssrc, (stamp + round((self.reactor.seconds() - at) * 90000)) & 0xFFFFFFFF
 
     def _emit(self, due: float, chunk: bytes) -> None:
         if self.framing == "rtp":
-            packets = [chunk] if self.rtp_input else self.packetizer.packetize(due, chunk)  # type: ignore[union-attr]
+            if self.rtp_input:
+                packets = [chunk]
+                if len(chunk) >= 12:
+                    self._last_rtp = (int.from_bytes(chunk[8:12], "big"), int.from_bytes(chunk[4:8], "big"),
+                                      self.reactor.seconds())
+            else:
+                packets = self.packetizer.packetize(due, chunk)  # type: ignore[union-attr]
             for p in packets:
                 self.rtp_packets += 1
                 self.rtp_octets += len(p) - 12

@@ -45,6 +45,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["tape", None, "virtual", "Tape deck: 'virtual' or 'none'."],
         ["tape-length", None, 3600.0, "Length of the virtual tape in seconds.", float],
         ["tape-clip", None, None, "MPEG2-TS clip repeated along the virtual tape (default: the sample clip)."],
+        ["live-close-after", None, 10.0, "Seconds a live source (its encoder, a camera's live view) runs on "
+                                         "after its last viewer left (0: stop at once).", float],
         ["multicast-ttl", None, 1, "TTL of multicast datagrams (1: this link only).", int],
         ["multicast-interface", None, None, "Address of the interface for multicast."],
         ["login-timeout", None, 30.0, "Seconds a connection has to log in (NOOP does not extend it; 0: no limit).",
@@ -111,11 +113,15 @@ class Options(usage.Options, strcred.AuthOptionMixin):
 
 
 class _Cleanup(service.Service):
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, store: Any = None) -> None:
         self.path = path
+        self.store = store
 
     def stopService(self) -> None:
         super().stopService()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()                           # the live sources' encoders end with the server
         if self.path:
             shutil.rmtree(self.path, ignore_errors=True)
 
@@ -150,7 +156,7 @@ def makeService(options: Options) -> service.MultiService:
                 shutil.copy(sample, root)
         camera = VirtualCamera() if options["camera"] == "virtual" else None
         store = MediaLibrary(FileMediaStore(root, writable=not read_only), reactor, deck,
-                             tape_clip=options["tape-clip"])
+                             tape_clip=options["tape-clip"], close_after=options["live-close-after"])
         if options["tape-index"] is not None:
             store.indexes.put(options["tape-clip"], options["tape-index"])
     realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"], read_only=read_only)
@@ -168,7 +174,7 @@ def makeService(options: Options) -> service.MultiService:
                           login_delay=options["login-delay"], lockout_failures=options["lockout-failures"],
                           lockout=options["lockout"], login_window=options["login-window"],
                           stall_timeout=options["stall-timeout"])
-    _Cleanup(cleanup).setServiceParent(top)
+    _Cleanup(cleanup, store).setServiceParent(top)
     for endpoint in options["listen"]:
         strports.service(endpoint, factory).setServiceParent(top)
     return top

@@ -55,6 +55,19 @@ def _code(f: Failure) -> int:
     return code if isinstance(code, int) and 400 <= code < 600 else 451
 
 
+
+#: The kernel's send buffer for a live stream on TCP (Linux doubles it): a viewer this far
+#: behind (under a second at a few Mbit/s) misses pictures rather than getting them late.
+LIVE_SEND_BUFFER = 128 << 10
+
+
+def _live_send_buffer(transport: Any) -> None:
+    import socket
+    try:
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LIVE_SEND_BUFFER)
+    except (AttributeError, OSError):
+        pass                                   # not a socket (a test transport, TLS...)
+
 class Control(Protocol):
     """What the transfers need of their control connection."""
 
@@ -304,6 +317,8 @@ class Transfers:
                     self._factory.reactor, output, udp=udp, framing="rtp" if plan.framing is Framing.RTP else "ts",
                     per_datagram=plan.per_datagram, paced=not source.live, rtp_input=source.rtp_input)
                 if not udp:
+                    if live:
+                        _live_send_buffer(t.data.transport)
                     t.data.transport.registerProducer(sender, True)
                 here = t.data.transport.getHost() if getattr(t.data, "transport", None) is not None else None
                 sender.start_rtcp(f"cccp@{getattr(here, 'host', 'localhost')}")
@@ -503,6 +518,9 @@ class Transfers:
         if t is None:
             return "No data transfer in progress"
         line = f"{t.verb} {t.path} in progress: {t.transferred} bytes in {time.monotonic() - t.started:.1f} s"
+        gate = getattr(t.source, "gate", None)
+        if gate is not None and gate.dropped:
+            line += f"; {gate.dropped} packets missed in {gate.gaps} gaps (the data connection could not keep up)"
         if t.sender is not None and t.sender.rtcp is not None:
             line += "; " + t.sender.rtcp.summary()
         return line

@@ -26,6 +26,7 @@ from ..wire.errors import FileUnavailable, ParameterNotImplemented, RemoteProtoc
 from ..wire.media import PCR_HZ, RTP_MP2T, sample_clip_path
 from ..wire.tape import Tape
 from ..wire.ts import Splicer
+from .fanout import CLOSE_AFTER, LiveSources
 from .store import Entry, FileMediaStore
 from .tape import IndexCache, TapeRecording, TapeSource, tape_of
 
@@ -272,7 +273,7 @@ class MediaLibrary:
 
     def __init__(self, files: FileMediaStore, reactor: Any, deck: ITapeDeck | None = None,
                  encoder: str | None = "auto", v4l2_device: str = "/dev/video0",
-                 tape_clip: str | None = None) -> None:
+                 tape_clip: str | None = None, close_after: float = CLOSE_AFTER) -> None:
         self.files = files
         self.reactor = reactor
         self.deck = deck
@@ -283,6 +284,13 @@ class MediaLibrary:
         self.tape_clip = tape_clip or self.sample
         self.indexes = IndexCache(reactor)
         self._tape: Tape | None = None
+        #: The live sources running: one encoder per source and payload type, whatever
+        #: the number of viewers.
+        self.live = LiveSources(reactor, close_after)
+
+    def close(self) -> None:
+        """Stop the live sources (the server stops)."""
+        self.live.close()
 
     @property
     def tape(self) -> Tape:
@@ -362,7 +370,10 @@ class MediaLibrary:
             args = v4l2_input(self.v4l2_device) if name == "v4l2" else test_pattern_input()
             if payload_type != RTP_MP2T and payload_type not in RTP_ENCODINGS:
                 raise ParameterNotImplemented(f"RTP payload type {payload_type} is not available from the encoder")
-            return EncoderSource(self.reactor, args, payload_type=payload_type, executable=self.encoder)
+            encoder = self.encoder
+            return self.live.open(name, payload_type, lambda: EncoderSource(
+                self.reactor, args, payload_type=payload_type, executable=encoder),
+                rtp_input=payload_type != RTP_MP2T)
         return self.files.open(path, offset, payload_type)
 
     def receive(self, path: str) -> IRecording:

@@ -9,8 +9,9 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 
 
 class Server:
-    def __init__(self, factory: Any, port: Any, root: str, camera: Any, deck: Any) -> None:
+    def __init__(self, factory: Any, port: Any, root: str, camera: Any, deck: Any, store: Any = None) -> None:
         self.factory = factory
+        self.store = store
         self.listening = port
         self.port = port.getHost().port
         self.root = root
@@ -34,13 +35,16 @@ def start_server(reactor: Any, root: str, *, camera: Any = "virtual", deck: Any 
     kwargs.setdefault("login_delay", 0.05)
     factory = CCCPFactory(portal, allow_anonymous=anonymous, reactor=reactor, **kwargs)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    return Server(factory, port, root, cam, tape)
+    return Server(factory, port, root, cam, tape, store)
 
 
 async def stop_server(s: Server) -> None:
     for p in list(s.factory.connections):
         p.transport.abortConnection()
     await s.listening.stopListening()
+    close = getattr(s.store, "close", None)
+    if close is not None:
+        close()                      # a live source still running after its last viewer
 
 
 def fill(root: str) -> dict[str, bytes]:

@@ -108,7 +108,7 @@ async def media(reactor: Any, tmp_path: Any, long_clip: str) -> Any:
     portal = make_portal(CCCPRealm(store, None, deck), [checker], True)
     factory = CCCPFactory(portal, reactor=reactor, multicast_ok=True, multicast_interface="127.0.0.1")
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    s = Server(factory, port, root, None, deck)
+    s = Server(factory, port, root, None, deck, store)
     yield s
     await stop_server(s)
 

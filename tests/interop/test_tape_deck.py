@@ -67,7 +67,7 @@ async def deck_server(reactor: Any, tmp_path: Any, clip: Any) -> Any:
                          [InMemoryUsernamePasswordDatabaseDontUse()], True)
     factory = CCCPFactory(portal, reactor=reactor, login_delay=0.05)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    s = Server(factory, port, root, None, deck)
+    s = Server(factory, port, root, None, deck, store)
     yield s
     await stop_server(s)
 
