@@ -44,6 +44,7 @@ from ptpip.wire.errors import ConnectionClosed, PTPResponseError
 
 from .camera_live import LIVE_CAMERA, CameraViewfinder
 from .devices import Entry
+from .devices.fanout import CLOSE_AFTER, LiveSources
 from .devices.live import LIVE_DIR, ffmpeg_path
 from .interfaces import ICamera, IMediaSource, IMediaStore, IRecording
 from .wire.commands import CAMERA_CONTROLS, Number
@@ -461,13 +462,17 @@ class BridgeStore:
         live = self._live(path)
         if live == "camera":
             from .camera_live import CameraEncoderSource, RTPJPEGSource
+            b = self.bridge
             if payload_type == RTP_JPEG:
-                return RTPJPEGSource(self.bridge.reactor, self.bridge.viewfinder)
+                return b.live.open("camera", payload_type, lambda: RTPJPEGSource(b.reactor, b.viewfinder),
+                                   rtp_input=True)
             if payload_type in (RTP_MP2T, 32):
                 if not ffmpeg_path():
                     raise FileUnavailable("MPEG from the camera's live view needs ffmpeg, which is not installed "
                                           "(TYPE I R 26 sends its JPEGs as they are)")
-                return CameraEncoderSource(self.bridge.reactor, self.bridge.viewfinder, payload_type)
+                return b.live.open("camera", payload_type,
+                                   lambda: CameraEncoderSource(b.reactor, b.viewfinder, payload_type),
+                                   rtp_input=payload_type != RTP_MP2T)
             raise ParameterNotImplemented(f"the camera's live view is sent as RTP payload type 26 (JPEG), "
                                           f"32 (MPV) or 33 (MP2T), not {payload_type}")
         if live == "dir":
@@ -562,7 +567,8 @@ class PTPBridge(service.Service):
 
     def __init__(self, reactor: Any, host: str, port: int = 15740, *, retry: float = 2.0,
                  max_retry: float = 30.0, friendly_name: str = "cccp bridge", writable: bool = True,
-                 probe_interval: float | None = 10.0, probe_timeout: float = 10.0) -> None:
+                 probe_interval: float | None = 10.0, probe_timeout: float = 10.0,
+                 close_after: float = CLOSE_AFTER) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
@@ -577,6 +583,9 @@ class PTPBridge(service.Service):
         self.cccp_store = BridgeStore(self)
         #: The camera's live view, shared by the viewers of ``/live/camera``.
         self.viewfinder = CameraViewfinder(reactor, lambda: self.client)
+        #: What is made of it: one RTP/JPEG packetiser and one encoder per payload type, for
+        #: every viewer; stopped *close_after* seconds after the last one left.
+        self.live = LiveSources(reactor, close_after)
         #: Fires when the camera is connected (set a new Deferred to wait for a reconnection).
         self.connected: defer.Deferred[None] = defer.Deferred()
         self._service = ClientService(_CameraEndpoint(self), protocol.Factory.forProtocol(lambda: _BridgeProtocol(self)), clock=reactor,
@@ -605,6 +614,7 @@ class PTPBridge(service.Service):
 
     def stopService(self) -> Any:
         super().stopService()
+        self.live.close()
         return self._service.stopService()
 
 

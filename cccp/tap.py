@@ -142,7 +142,7 @@ def makeService(options: Options) -> service.MultiService:
         # The camera is the media store (postOptions refuses --root with it).
         from .adapters import PTPBridge, parse_camera_spec
         host, port = parse_camera_spec(options["camera"])
-        bridge = PTPBridge(reactor, host, port, writable=not read_only)
+        bridge = PTPBridge(reactor, host, port, writable=not read_only, close_after=options["live-close-after"])
         bridge.setServiceParent(top)
         camera: Any = bridge.cccp_camera
         store: Any = bridge.cccp_store

@@ -43,7 +43,7 @@ async def rig(reactor: Any, camera_files: Any, tmp_path: Any) -> Any:
     r = Rig()
     r.files = files
     r.responder = await start_responder(reactor, root, scan_interval=0.2)
-    r.bridge = PTPBridge(reactor, "127.0.0.1", r.responder.port, retry=0.2)
+    r.bridge = PTPBridge(reactor, "127.0.0.1", r.responder.port, retry=0.2, close_after=0.3)
     r.bridge.startService()
     await r.bridge.connected
     realm = CCCPRealm(r.bridge.cccp_store, r.bridge.cccp_camera, None, anonymous_may_store=True)
@@ -380,9 +380,10 @@ def _encoders() -> list[int]:
 
 
 async def _off(reactor: Any, rig: Any) -> None:
-    """The camera's live view is switched off once nobody watches, and no encoder is left
-    (within 2 s: sooner than the SIGKILL that follows a SIGTERM ffmpeg ignored)."""
-    for _ in range(40):
+    """The camera's live view is switched off once nobody watches (and the bridge's 0.3 s
+    close-after delay is over), and no encoder is left (within 2.3 s: sooner than the
+    SIGKILL that follows a SIGTERM ffmpeg ignored)."""
+    for _ in range(46):
         if not rig.bridge.viewfinder.viewers and rig.responder.camera.properties.get(0x5021) == 0 \
                 and not _encoders():
             return
@@ -499,6 +500,44 @@ async def test_viewers_share_one_live_view_and_a_multicast_group_receives_it(rea
         await sink.stopListening()
 
 
+@pytest_twisted.ensureDeferred
+async def test_many_viewers_of_the_camera_cost_one_encoder_and_one_packetiser(reactor, rig, tmp_path):
+    """Three TS viewers and two RTP/JPEG viewers of /live/camera: one live view session on
+    the camera, one ffmpeg for the three, one RTP/JPEG stream for the two; the viewer
+    that joins last starts at an I-frame and decodes cleanly."""
+    from .test_fanout import Capture
+    from .tsmedia import cut_at_last_picture, ffmpeg_errors, frames
+    ts = [reactor.listenUDP(0, Capture(), interface="127.0.0.1") for _ in range(3)]
+    jpeg = [reactor.listenUDP(0, Capture(), interface="127.0.0.1") for _ in range(2)]
+    sessions = []
+    try:
+        for p in ts[:2]:
+            sessions.append(await _live(reactor, rig, "I M", "P 7", p.getHost().port))
+        for p in jpeg:
+            sessions.append(await _live(reactor, rig, "I R 26", "P 1", p.getHost().port))
+        await sleep(reactor, 2.0)
+        sessions.append(await _live(reactor, rig, "I M", "P 7", ts[2].getHost().port))
+        await sleep(reactor, 2.0)
+        assert len(_encoders()) == 1
+        assert rig.bridge.viewfinder.sessions == 1 and len(rig.bridge.viewfinder.viewers) == 2
+        assert sorted(rig.bridge.live.tees) == [("camera", 26), ("camera", 33)]
+        for p in ts + jpeg:
+            assert len(p.protocol.got) > 10
+        # the RTP/JPEG viewers get the same packets (one packetiser), each from a frame start
+        a, b = ([d for _, d in p.protocol.got] for p in jpeg)
+        assert b[0] in a and a[a.index(b[0]):][:len(b) - 5] == b[:len(b) - 5]
+        assert b[0][13:16] == b"\0\0\0"                         # fragment offset 0 (RFC 2435)
+        for s in sessions:
+            await _stop(*s)
+        await _off(reactor, rig)
+        late = ts[2].protocol.save(tmp_path / "late.ts")
+        cut_at_last_picture(late)
+        assert frames(late)[0].kind == "I" and ffmpeg_errors(late) == ""
+    finally:
+        for p in ts + jpeg:
+            p.stopListening()
+
+
 class _Count(protocol.DatagramProtocol):
     bytes = 0
 
@@ -514,7 +553,7 @@ async def test_a_canon_eos_live_view_goes_out_as_rtp_jpeg(reactor, camera_files,
     from ptpip.wire.vendor import CanonEOSProp, CanonOp
     root, _ = camera_files
     responder = await start_responder(reactor, root, profile=get_profile("canon-eos"))
-    bridge = PTPBridge(reactor, "127.0.0.1", responder.port, retry=0.2)
+    bridge = PTPBridge(reactor, "127.0.0.1", responder.port, retry=0.2, close_after=0.3)
     bridge.startService()
     await bridge.connected
     realm = CCCPRealm(bridge.cccp_store, bridge.cccp_camera, None)
