@@ -394,6 +394,9 @@ class BridgeCamera:
     every method raises :class:`CameraUnavailable` (421), :meth:`controls` included:
     the controls of a camera that is away are unknown, not absent."""
 
+    #: Its values come from the camera over the network (metrics do not ask it at each scrape).
+    remote = True
+
     def __init__(self, bridge: PTPBridge) -> None:
         self.bridge = bridge
 

@@ -80,6 +80,8 @@ class CCCPServerProtocol(protocol.Protocol):
         self._holds: set[str] = set()
         self._stall: Any = None
         self._login_timer: Any = None
+        #: The command being answered (metrics): "-" before any, "other" for a line that is none.
+        self._verb = "-"
         self.authenticated = False
         self.session: Session = Session()
         self.transfers = Transfers(self)
@@ -103,10 +105,12 @@ class CCCPServerProtocol(protocol.Protocol):
         self.peer_host = getattr(self.transport.getPeer(), "host", None)
         refusal = self.factory.admit(self)
         if refusal:
+            self.factory.metrics.refused.inc()
             self.reply(421, refusal)
             self.transport.loseConnection()
             self._closing = True
             return
+        self.factory.metrics.connections.inc()
         self.transport.registerProducer(_ReplyWatch(self), True)
         self.reply(220, self.factory.banner)
         self._resetIdle()
@@ -154,9 +158,11 @@ class CCCPServerProtocol(protocol.Protocol):
             self._closing = True
             self.transport.abortConnection()
 
-    def reply(self, code: int, text: str | list[str]) -> None:
+    def reply(self, code: int, text: str | list[str], verb: str | None = None) -> None:
+        """Send a reply (to *verb*, or to the last command read)."""
         if (self.transport is not None and not self._closing) or code in (221, 421):
             self.transport.write(format_reply(code, text))
+            self.factory.metrics.replies.labels(verb or self._verb, str(code)).inc()
 
     def close(self) -> None:
         """Close the control connection after what is already written."""
@@ -190,8 +196,11 @@ class CCCPServerProtocol(protocol.Protocol):
 
     def lineReceived(self, line: bytes) -> None:
         self._resetIdle()
+        self._verb = "other"
         try:
             command = parse_command(line)
+            if hasattr(self, f"cccp_{command.verb}"):
+                self._verb = command.verb      # (metrics: a made-up verb is no label of its own)
             self.session.check(command)
             handler = getattr(self, f"cccp_{command.verb}")
             result = handler(command.arg)
@@ -203,22 +212,22 @@ class CCCPServerProtocol(protocol.Protocol):
             self.reply(451, "Requested action aborted: local error in processing")
             return
         if isinstance(result, defer.Deferred):
-            result.addCallback(self._sendResult)
+            result.addCallback(self._sendResult, command.verb)
             result.addErrback(self._sendError, command.verb)
         else:
-            self._sendResult(result)
+            self._sendResult(result, command.verb)
 
-    def _sendResult(self, result: Any) -> None:
+    def _sendResult(self, result: Any, verb: str | None = None) -> None:
         if result is not None:
             code, text = result
-            self.reply(code, text)
+            self.reply(code, text, verb)
 
     def _sendError(self, failure: Failure, verb: str) -> None:
         if isinstance(failure.value, RemoteProtocolError):
-            self.reply(failure.value.code, str(failure.value))
+            self.reply(failure.value.code, str(failure.value), verb)
         else:
             self.log.failure("{verb} failed", failure, verb=verb)
-            self.reply(451, "Requested action aborted: local error in processing")
+            self.reply(451, "Requested action aborted: local error in processing", verb)
 
     # -- idle timeout ---------------------------------------------------------------
     def _resetIdle(self) -> None:
@@ -304,11 +313,13 @@ class CCCPServerProtocol(protocol.Protocol):
     def _loginFailed(self, failure: Failure, name: str) -> defer.Deferred[Any]:
         failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
         self._failed_logins += 1
+        self.factory.metrics.logins_failed.inc()
         delay, verdict = self.factory.logins.failed(name, self.peer_host or "", self.factory.reactor.seconds())
         self.log.warn("{peer}: login failed for {name} ({n} of {max} on this connection); answered in {d:g} s",
                       peer=self.peer_host, name=name, n=self._failed_logins, max=self.factory.max_login_attempts,
                       d=delay)
         if verdict.locked:
+            self.factory.metrics.lockouts.inc()
             self.log.warn("{what} locked out for {s:.0f} s after too many failed logins (last from {peer})",
                           what=verdict.locked, s=verdict.seconds, peer=self.peer_host)
         return self._refuseLogin("Login incorrect", delay)
@@ -706,6 +717,9 @@ class CCCPFactory(protocol.ServerFactory):
         self.indexes = IndexCache(reactor)
         #: The status feed (``RETR /events``): device and transfer changes, as lines.
         self.events = EventHub(reactor)
+        from .metrics import CCCPMetrics
+        #: Counters and gauges for Prometheus (served with ``--metrics``).
+        self.metrics = CCCPMetrics(self)
         self.login_timeout = login_timeout
         self.stall_timeout = stall_timeout
         self.max_unauthenticated = (max_unauthenticated if max_unauthenticated is not None

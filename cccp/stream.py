@@ -280,6 +280,8 @@ class MediaSender:
         self._udp_pending = b""
         self._scheduling = False
         self.sent = 0
+        #: Seconds the last paced chunk went out after it was due (metrics).
+        self.lag = 0.0
         self.rtp_packets = 0
         self.rtp_octets = 0
         #: RTCP of an RTP transfer (started with its first packet; :meth:`start_rtcp`).
@@ -367,6 +369,8 @@ class MediaSender:
         now = self._now()
         while self._queue and (not self.paced or self._queue[0][0] <= now + 0.002) and not self._output_paused:
             due, chunk = self._queue.popleft()
+            if self.paced:
+                self.lag = max(0.0, now - due)
             self._emit(due, chunk)
         self._pull(now)
         if self._timer is not None and self._timer.active():

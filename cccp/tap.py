@@ -63,6 +63,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
          float],
         ["login-window", None, 600.0, "Seconds failed logins are remembered, across connections.", float],
         ["stall-timeout", None, 60.0, "Seconds a client may leave replies unread before it is closed.", float],
+        ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
+                                "tcp:9108:interface=127.0.0.1 (default: not served)."],
     ]
     optFlags = [
         ["anonymous", None, "Allow anonymous login (the default when no --auth is given)."],
@@ -177,4 +179,7 @@ def makeService(options: Options) -> service.MultiService:
     _Cleanup(cleanup, store).setServiceParent(top)
     for endpoint in options["listen"]:
         strports.service(endpoint, factory).setServiceParent(top)
+    if options["metrics"]:
+        from .metrics import metrics_service
+        metrics_service(options["metrics"], factory.metrics).setServiceParent(top)
     return top

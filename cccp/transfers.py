@@ -41,7 +41,9 @@ from .stream import (
 from .wire.commands import format_host_port
 from .wire.errors import ParameterNotImplemented, RemoteProtocolError, SyntaxErrorInArguments
 from .wire.events import transfer_ended, transfer_started
+from .wire.media import MediaFramingError
 from .wire.session import Framing, TransferPlan
+from .wire.ts import TSError
 
 __all__ = ["Transfer", "Transfers"]
 
@@ -401,8 +403,16 @@ class Transfers:
             raise
         return d.addErrback(never_started)
 
+    def _media_error(self) -> None:
+        """A STOR refused because what came is not the media its TYPE says (metrics)."""
+        metrics = getattr(self._factory, "metrics", None)
+        if metrics is not None:
+            metrics.media_errors.inc()
+
     def _stored(self, reason: BaseException, t: Transfer) -> Any:
         clean = isinstance(reason, error.ConnectionDone) and t.data.failure is None
+        if t.data.failure is not None and t.data.failure.check(MediaFramingError, TSError):
+            self._media_error()
         if t.aborted or not clean:
             t.recording.abort()
             return self._ended(reason, t)
@@ -421,10 +431,13 @@ class Transfers:
             except Exception as e:
                 t.recording.abort()
                 self.log.info("STOR {path} refused: {e}", path=t.path, e=e)
+                self._media_error()
                 return defer.succeed(self._finish(t, (451, f"Requested action aborted: {e}")))
 
         def failed(f: Failure) -> Reply | None:
             t.recording.abort()
+            if t.receiver is not None and (f.check(TSError, MediaFramingError) or _code(f) == 451):
+                self._media_error()          # e.g. a recording of another programme onto the tape
             if f.check(RemoteProtocolError):
                 self.log.warn("STOR {path} refused: {e}", path=t.path, e=f.value)
             else:
@@ -469,6 +482,9 @@ class Transfers:
         if self.current is t:
             self.current = None
             self._publish(t, result, ended=True)
+            metrics = getattr(self._factory, "metrics", None)
+            if metrics is not None:
+                metrics.transfer_ended(t.verb, t.transferred, result)
         self.control.transferEnded()
         return result
 

@@ -145,11 +145,12 @@ class FujiCommandProtocol(protocol.Protocol):
     def connectionMade(self) -> None:
         f = self.factory
         self.number = next(f.numbers)
+        f.metrics.connections.labels(f.friendly_name).inc()
         host = self.transport.getPeer().host
         if (len(f.commands) >= f.max_sessions + f.max_pending
                 or sum(1 for c in f.commands if c.host == host) >= f.max_per_address):
             # Sockets that never send their init request must not lock the camera up.
-            self.transport.write(fuji.InitFail(FailReason.BUSY).encode())
+            self._init_fail(FailReason.BUSY)
             self.transport.loseConnection()
             self.closed = True
             return
@@ -222,7 +223,7 @@ class FujiCommandProtocol(protocol.Protocol):
             return
         if self.session is None:
             if len([c for c in f.commands if c.session is not None]) >= f.max_sessions:
-                self.transport.write(fuji.InitFail(FailReason.BUSY).encode())
+                self._init_fail(FailReason.BUSY)
                 self.transport.loseConnection()
                 return
             if self._timer is not None and self._timer.active():
@@ -244,7 +245,7 @@ class FujiCommandProtocol(protocol.Protocol):
             if isinstance(accepted, Failure):
                 self.log.failure("the initiator policy failed", accepted)
             self.log.info("Fuji initiator {name!r} refused", name=info.friendly_name)
-            self.transport.write(fuji.InitFail(FailReason.REJECTED_INITIATOR).encode())
+            self._init_fail(FailReason.REJECTED_INITIATOR)
             self.transport.loseConnection()
             return
         self.session = self.factory.device.newSession(info, self.events)
@@ -345,10 +346,15 @@ class FujiCommandProtocol(protocol.Protocol):
             return None
         d.addBoth(sent)
 
+    def _init_fail(self, reason: FailReason) -> None:
+        self.transport.write(fuji.InitFail(reason).encode())
+        self.factory.metrics.init_fail(self.factory.friendly_name, reason)
+
     def _respond(self, response: Response, request: OperationRequest) -> None:
         params = tuple(p & 0xFFFFFFFF for p in response.params)[:5]
         self.transport.write(fuji.Container(fuji.RESPONSE, response.code, request.transaction_id,
                                             params=params).encode())
+        self.factory.metrics.transaction(self.factory.friendly_name, request.code, response.code)
         self.busy = False
         if request.code == Op.InitiateOpenCapture and response.code == ResponseCode.OK:
             self.open_capture = True
@@ -518,11 +524,14 @@ class FujiResponderFactory:
     def __init__(self, device: Any, *, guid: bytes, friendly_name: str = "X-T4", max_sessions: int = 4,
                  max_packet: int = 1 << 16, max_pending: int = 16, max_per_address: int = 8,
                  init_timeout: float = 10.0, stall_timeout: float = 60.0, policy: Any = None,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, metrics: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
         self.reactor = reactor
+        from .metrics import PTPIPMetrics
+        self.metrics = metrics if metrics is not None else PTPIPMetrics()
+        self.metrics.add(self)
         self.max_pending = max_pending
         self.max_per_address = max_per_address
         #: An :class:`~ptpip.interfaces.IInitiatorPolicy` (device bonding), or None to accept all.

@@ -128,6 +128,7 @@ class ResponderProtocol(protocol.Protocol):
                                 on_resume=lambda: self.release("output-full"))
         self.transport.registerProducer(self.watch, True)
         f.connections.add(self)
+        f.metrics.connections.labels(f.friendly_name).inc()
         self.host = getattr(self.transport.getPeer(), "host", "") or ""
         for old in f.admission.connected(self.host, self):
             cast(ResponderProtocol, old).refuse(FailReason.BUSY, f"a newer connection from {self.host} needed its place "
@@ -273,6 +274,7 @@ class ResponderProtocol(protocol.Protocol):
         if self.role is _Role.NEW:
             reason = getattr(error, "fail_reason", None) or FailReason.UNSPECIFIED
             self.sendPacket(InitFail(reason))
+            self.factory.metrics.init_fail(self.factory.friendly_name, reason)
         self.close()
 
     def refuse(self, reason: FailReason, why: str) -> None:
@@ -280,6 +282,7 @@ class ResponderProtocol(protocol.Protocol):
         self.log.warn("refusing {peer}: Init Fail {reason}: {why}",
                       peer=self.transport.getPeer(), reason=reason.name, why=why)
         self.sendPacket(InitFail(reason))
+        self.factory.metrics.init_fail(self.factory.friendly_name, reason)
         self.close()
 
     def close(self, abort: bool = False) -> None:
@@ -373,7 +376,7 @@ class ResponderFactory(protocol.Factory):
                  probe_timeout: float = 10.0, probe_idle: float = 10.0, *,
                  max_pending_per_address: int | None = None, identify_timeout: float = 10.0,
                  reclaim_idle: float = 300.0, strict_version: bool = False,
-                 close_grace: float = 1.0) -> None:
+                 close_grace: float = 1.0, metrics: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
@@ -401,6 +404,11 @@ class ResponderFactory(protocol.Factory):
         self.connections: set[ResponderProtocol] = set()
         self.sessions: set[ResponderSession] = set()
         self._pending: dict[int | None, ResponderProtocol] = {}
+        from .metrics import PTPIPMetrics
+        #: Counters and gauges for Prometheus (served with ``--metrics``; several cameras
+        #: of one process share one).
+        self.metrics = metrics if metrics is not None else PTPIPMetrics()
+        self.metrics.add(self)
 
     @property
     def max_sessions(self) -> int:
@@ -522,6 +530,7 @@ class ResponderFactory(protocol.Factory):
         proto.connection_number = request.connection_number
         self.sessions.add(session)
         self.admission.sessions.add(command.host)
+        self.metrics.sessions_opened.labels(self.friendly_name).inc()
         proto.sendPacket(InitEventAck())
         command.established()
         proto.established()

@@ -30,6 +30,7 @@ from .interfaces import (
 from .streams import BytesSource
 from .wire.constants import (
     NO_TRANSACTION,
+    DataPhase,
     ResponseCode,
     code_name,
 )
@@ -89,6 +90,11 @@ class ResponderSession:
         self.closed = False
         self.handler: IResponderSession | None = None
         self.transactions = Transactions(Role.RESPONDER)
+        metrics = getattr(factory, "metrics", None)
+        if metrics is not None:
+            name = factory.friendly_name
+            self.transactions.on_end = lambda e: metrics.transaction(
+                name, e.request.code, e.response.code, e.transferred, e.request.data_phase != DataPhase.DATA_OUT)
         self._incoming: IncomingData | None = None
         self._dataIn: DataIn | None = None
         self.events = _EventSink(self)

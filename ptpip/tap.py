@@ -88,6 +88,8 @@ class Options(usage.Options):
                                       "connection is dead): gphoto2 never answers probes.", float],
         ["stall-timeout", None, 60.0, "Seconds a peer may stall mid-packet or stop reading (0: never).", float],
         ["idle-timeout", None, 0.0, "Seconds before an idle session is closed (0: never).", float],
+        ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint, e.g. "
+                                "tcp:9108:interface=127.0.0.1 (default: not served)."],
     ]
     optFlags = [
         ["announce", None, "Announce the camera over DNS-SD/mDNS as _ptp._tcp and over SSDP/UPnP (the default)."],
@@ -256,8 +258,12 @@ def makeService(options: Options) -> service.MultiService:
         "name": options["name"], "guid": options["guid"], "listen": options["listen"],
         "root": options["root"], "profile": options["profile"], "model": options["model"],
         "manufacturer": options["manufacturer"], "presets": options["presets"]}]
+    from .metrics import PTPIPMetrics, metrics_service
+    metrics = options["metrics-registry"] = PTPIPMetrics()
     for spec in specs:
         _serve(spec, options, top)
+    if options["metrics"]:
+        metrics_service(options["metrics"], metrics).setServiceParent(top)
     return top
 
 
@@ -297,7 +303,8 @@ def _serve(spec: dict[str, Any], options: Options, top: service.MultiService) ->
                                max_pending=options["max-pending"],
                                max_pending_per_address=options["max-pending-per-address"],
                                reclaim_idle=options["reclaim-idle"],
-                               strict_version=bool(options["strict-version"]))
+                               strict_version=bool(options["strict-version"]),
+                               metrics=options.get("metrics-registry"))
     _CameraService(camera, cleanup).setServiceParent(top)
     if spec["profile"] == "fuji":
         # Fuji's own PTP/IP: commands on P, events on P+1, live view on P+2.
@@ -305,7 +312,8 @@ def _serve(spec: dict[str, Any], options: Options, top: service.MultiService) ->
         fuji = FujiResponderFactory(camera, guid=spec["guid"], friendly_name=spec["name"],
                                     max_sessions=options["max-sessions"], max_pending=options["max-pending"],
                                     max_per_address=options["max-per-address"],
-                                    stall_timeout=options["stall-timeout"], policy=policy)
+                                    stall_timeout=options["stall-timeout"], policy=policy,
+                                    metrics=options.get("metrics-registry"))
         for endpoint in spec["listen"]:
             for offset, sub in ((0, fuji.command), (1, fuji.event), (2, fuji.liveview)):
                 strports.service(_shift_port(endpoint, offset), sub).setServiceParent(top)

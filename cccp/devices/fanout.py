@@ -41,6 +41,7 @@ class TeeViewer:
         self.gate: TSGate | RTPGate = RTPGate() if tee.rtp_input else TSGate(tee.model)
         self.consumer: IConsumer | None = None
         self.sent = 0
+        self._counted = False
         self._done: defer.Deferred[None] = defer.Deferred()
 
     @property
@@ -75,6 +76,11 @@ class TeeViewer:
     def ended(self, failure: Failure | None) -> None:
         """The source ended (or failed): so does this viewer's stream."""
         consumer, self.consumer = self.consumer, None
+        if not self._counted:
+            self._counted = True
+            self.tee.missed += self.gate.dropped
+            if self.tee.on_missed is not None and self.gate.dropped:
+                self.tee.on_missed(self.gate.dropped)
         if consumer is not None:
             consumer.unregisterProducer()
         if not self._done.called:
@@ -121,6 +127,9 @@ class LiveTee:
         self.starts = 0
         self.served = 0
         self.bytes_in = 0
+        #: Packets the viewers that left had missed, and who is told (:meth:`LiveSources.missed`).
+        self.missed = 0
+        self.on_missed: Callable[[int], None] | None = None
         self._closing: Any = None
         self.closed = False
 
@@ -207,6 +216,7 @@ class LiveSources:
         self.reactor = reactor
         self.close_after = close_after
         self.tees: dict[tuple[str, int], LiveTee] = {}
+        self._missed: dict[str, int] = {}
 
     def open(self, name: str, payload_type: int, make_source: Callable[[], Any], *,
              rtp_input: bool) -> TeeViewer:
@@ -217,12 +227,25 @@ class LiveSources:
         if tee is None or tee.closed:
             tee = self.tees[key] = LiveTee(self.reactor, name, make_source, rtp_input=rtp_input,
                                             close_after=self.close_after, on_closed=self._closed)
+            tee.on_missed = lambda n, key=f"{name}/{payload_type}": self._count_missed(key, n)
         return tee.viewer()
 
     def _closed(self, tee: LiveTee) -> None:
         for key, t in list(self.tees.items()):
             if t is tee:
                 del self.tees[key]
+
+    def _count_missed(self, key: str, n: int) -> None:
+        self._missed[key] = self._missed.get(key, 0) + n
+
+    def missed(self) -> dict[str, int]:
+        """Packets missed by the viewers of each source (``name/payload type``) since the
+        server started, the running sources' viewers' included."""
+        out = dict(self._missed)
+        for (name, pt), tee in self.tees.items():
+            key = f"{name}/{pt}"
+            out[key] = out.get(key, 0) + sum(v.gate.dropped for v in tee.viewers)
+        return out
 
     def close(self) -> None:
         """Stop every source (the server is stopping)."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Union
 
@@ -253,6 +254,8 @@ class Transactions:
         #: Initiator: whether a PTP session is open (transaction ids 0 outside one).
         self.session_open = False
         self._next_tid = 1
+        #: Called with each :class:`TransactionEnded` (for counting: metrics, logs).
+        self.on_end: Callable[[TransactionEnded], None] | None = None
         out = (Step.START_OUT, Step.DATA_OUT, Step.END_OUT)
         into = (Step.START_IN, Step.DATA_IN, Step.END_IN)
         initiator = role is Role.INITIATOR
@@ -406,7 +409,10 @@ class Transactions:
             self._discard = t.request.transaction_id    # what is still on its way is dropped
         complete = not t.data_started or (
             t.data_ended and (t.length is None or t.transferred == t.length))
-        return TransactionEnded(t.request, response, t.transferred, complete and not cut, cut, t.cancelled)
+        ended = TransactionEnded(t.request, response, t.transferred, complete and not cut, cut, t.cancelled)
+        if self.on_end is not None:
+            self.on_end(ended)
+        return ended
 
     def _received_cancel(self, tid: int, channel: Channel) -> list[TransactionEvent]:
         if self.role is Role.INITIATOR:

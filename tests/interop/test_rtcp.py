@@ -185,6 +185,19 @@ async def test_gstreamer_rtpbin_reports_the_loss_of_a_lossy_relay_and_stat_shows
                 break
         assert found, f"no receiver report with a loss came back: {stat.text}"
         assert 2.0 < float(found.group(1)) < 9.0 and rtp_relay.dropped > 0, (stat.text, rtp_relay.dropped)
+        # and /metrics says the same (curl, checked by promtool)
+        from ptpip.metrics import metrics_site
+
+        from .test_metrics import scrape, value
+        web = reactor.listenTCP(0, metrics_site(media.factory.metrics), interface="127.0.0.1")
+        try:
+            samples = await scrape(reactor, web.getHost().port)
+        finally:
+            await web.stopListening()
+        lost = value(samples, "cccp_rtcp_fraction_lost", path="/long.ts")
+        assert 0.02 < lost < 0.09, samples
+        assert value(samples, "cccp_rtcp_packets_lost", path="/long.ts") > 0
+        assert value(samples, "cccp_rtcp_jitter_seconds", path="/long.ts") >= 0
         await c.abort()
         with pytest.raises(CommandFailed):
             await transfer
