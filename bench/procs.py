@@ -168,6 +168,24 @@ def cccp_server(root: str, port: str) -> None:
     reactor.run()
 
 
+def cccp_live(root: str, port: str, bitrate: str) -> None:
+    """A CCCP server whose /live/testpattern is encoded at *bitrate* (constant)."""
+    from twisted.cred.checkers import AllowAnonymousAccess
+    from twisted.cred.portal import Portal
+
+    from cccp.devices import FileMediaStore
+    from cccp.devices.live import MediaLibrary, parse_bitrate
+    from cccp.realm import CCCPRealm
+    from cccp.server import CCCPFactory
+    raise_fd_limit()
+    store = MediaLibrary(FileMediaStore(root), reactor, None, bitrate=parse_bitrate(bitrate), close_after=0)
+    factory = CCCPFactory(Portal(CCCPRealm(store), [AllowAnonymousAccess()]), max_per_address=200,
+                          max_connections=400)
+    reactor.listenTCP(int(port), factory, interface="127.0.0.1")
+    reactor.addSystemEventTrigger("before", "shutdown", store.close)
+    reactor.run()
+
+
 def ptpip_get(port: str, path: str, sink: str = "/dev/null") -> None:
     """GetObject of *path* into *sink* with our initiator; prints bytes and seconds."""
     from ptpip.client import PTPClient
@@ -274,7 +292,7 @@ if __name__ == "__main__":
         # anchor alike, so that neither run pays for the scheduler moving it around.
         os.sched_setaffinity(0, {int(os.environ["BENCH_CPU"]) % (os.cpu_count() or 1)})
     {"responder": responder, "bare-server": bare_server, "bare-client": bare_client,
-     "pong-server": pong_server, "cccp-server": cccp_server, "ptpip-get": ptpip_get,
+     "pong-server": pong_server, "cccp-server": cccp_server, "cccp-live": cccp_live, "ptpip-get": ptpip_get,
      "ptpip-latency": ptpip_latency, "pong-client": pong_client, "ptpip-many": ptpip_many,
      "liveview-responder": liveview_responder, "ptpip-liveview": ptpip_liveview,
      "ts-index": ts_index}[name](*args)

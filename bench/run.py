@@ -1,6 +1,6 @@
 """Run every benchmark (or the ones named) and append the results to bench/RESULTS.md.
 
-    python -m bench.run                       # all seven
+    python -m bench.run                       # all eight
     python -m bench.run ptpip_bulk cccp_udp   # some
     python -m bench.bench_ptpip_bulk --size 4 # one alone, with its options
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["ptpip_bulk", "ptpip_latency", "ptpip_liveview", "ptpip_concurrency", "cccp_bulk", "cccp_udp", "ts_index"]
+ALL = ["ptpip_bulk", "ptpip_latency", "ptpip_liveview", "ptpip_concurrency", "cccp_bulk", "cccp_udp", "cccp_fanout",
+       "ts_index"]
 
 
 def main(argv: list[str] | None = None) -> None:

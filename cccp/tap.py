@@ -25,6 +25,14 @@ def _range(value: str) -> tuple[int, int]:
     return low, high
 
 
+def _bitrate(text: str) -> int:
+    from .devices.live import parse_bitrate
+    try:
+        return parse_bitrate(text)
+    except ValueError as e:
+        raise usage.UsageError(f"--live-bitrate: {e}") from None
+
+
 class Options(usage.Options, strcred.AuthOptionMixin):
     synopsis = "[options]"
     longdesc = ("Serve a folder of media, a virtual pan/tilt/zoom camera and a virtual tape deck over "
@@ -47,6 +55,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["tape-clip", None, None, "MPEG2-TS clip repeated along the virtual tape (default: the sample clip)."],
         ["live-close-after", None, 10.0, "Seconds a live source (its encoder, a camera's live view) runs on "
                                          "after its last viewer left (0: stop at once).", float],
+        ["live-bitrate", None, "2M", "Video bit rate of the live encoder (constant), e.g. 5M or 800k.",
+         lambda v: _bitrate(v)],
         ["multicast-ttl", None, 1, "TTL of multicast datagrams (1: this link only).", int],
         ["multicast-interface", None, None, "Address of the interface for multicast."],
         ["login-timeout", None, 30.0, "Seconds a connection has to log in (NOOP does not extend it; 0: no limit).",
@@ -158,7 +168,9 @@ def makeService(options: Options) -> service.MultiService:
                 shutil.copy(sample, root)
         camera = VirtualCamera() if options["camera"] == "virtual" else None
         store = MediaLibrary(FileMediaStore(root, writable=not read_only), reactor, deck,
-                             tape_clip=options["tape-clip"], close_after=options["live-close-after"])
+                             tape_clip=options["tape-clip"], close_after=options["live-close-after"],
+                             bitrate=options["live-bitrate"] if isinstance(options["live-bitrate"], int)
+                             else _bitrate(options["live-bitrate"]))
         if options["tape-index"] is not None:
             store.indexes.put(options["tape-clip"], options["tape-index"])
     realm = CCCPRealm(store, camera, deck, anonymous_may_store=options["anonymous-write"], read_only=read_only)

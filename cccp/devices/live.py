@@ -43,6 +43,19 @@ RTP_ENCODINGS: dict[int, list[str]] = {
 }
 
 
+def parse_bitrate(text: str | int) -> int:
+    """Bits per second from ``5M``, ``800k`` or ``2500000``."""
+    s = str(text).strip()
+    scale = {"k": 1_000, "m": 1_000_000}.get(s[-1:].lower(), 1)
+    try:
+        value = float(s[:-1] if scale > 1 else s) * scale
+    except ValueError:
+        raise ValueError(f"{text!r} is not a bit rate (e.g. 2M, 800k)") from None
+    if not 100_000 <= value <= 100_000_000:
+        raise ValueError(f"{text!r}: a live bit rate is between 100k and 100M")
+    return int(value)
+
+
 def ffmpeg_path() -> str | None:
     return shutil.which("ffmpeg")
 
@@ -87,8 +100,10 @@ class EncoderSource:
     RESTART_AFTER = 0.5
 
     def __init__(self, reactor: Any, input_args: list[str], *, payload_type: int = RTP_MP2T,
-                 executable: str | None = None, restarts: int = 3) -> None:
+                 executable: str | None = None, restarts: int = 3, bitrate: int = 2_000_000) -> None:
         self.reactor = reactor
+        #: The video's bit rate (constant: a live stream's rate is what its viewers plan for).
+        self.bitrate = bitrate
         self.input_args = input_args
         self.payload_type = payload_type
         self.executable = executable or ffmpeg_path()
@@ -111,12 +126,16 @@ class EncoderSource:
 
     def _argv(self, rtp_target: str | None) -> list[str]:
         base = [self.executable or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *self.input_args]
+        rate = str(self.bitrate)
+        cbr = ["-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", "1835k"]
         if rtp_target is None:
-            return base + ["-c:v", "mpeg2video", "-b:v", "2M", "-g", "12", "-c:a", "mp2", "-b:a", "128k",
-                           "-f", "mpegts", "-muxrate", "2500k", "pipe:1"]
+            return base + ["-c:v", "mpeg2video", *cbr, "-g", "12", "-c:a", "mp2", "-b:a", "128k",
+                           "-f", "mpegts", "-muxrate", str(self.bitrate + 500_000), "pipe:1"]
         enc = RTP_ENCODINGS.get(self.payload_type)
         if enc is None:
             raise ParameterNotImplemented(f"RTP payload type {self.payload_type} is not available from the encoder")
+        if self.payload_type == 32:
+            enc = ["-an", "-c:v", "mpeg2video", *cbr, "-g", "12"]
         return base + enc + ["-f", "rtp", "-payload_type", str(self.payload_type), rtp_target]
 
     def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
@@ -273,8 +292,11 @@ class MediaLibrary:
 
     def __init__(self, files: FileMediaStore, reactor: Any, deck: ITapeDeck | None = None,
                  encoder: str | None = "auto", v4l2_device: str = "/dev/video0",
-                 tape_clip: str | None = None, close_after: float = CLOSE_AFTER) -> None:
+                 tape_clip: str | None = None, close_after: float = CLOSE_AFTER,
+                 bitrate: int = 2_000_000) -> None:
         self.files = files
+        #: The live encoder's video bit rate.
+        self.bitrate = bitrate
         self.reactor = reactor
         self.deck = deck
         self.encoder = ffmpeg_path() if encoder == "auto" else encoder
@@ -370,9 +392,9 @@ class MediaLibrary:
             args = v4l2_input(self.v4l2_device) if name == "v4l2" else test_pattern_input()
             if payload_type != RTP_MP2T and payload_type not in RTP_ENCODINGS:
                 raise ParameterNotImplemented(f"RTP payload type {payload_type} is not available from the encoder")
-            encoder = self.encoder
+            encoder, bitrate = self.encoder, self.bitrate
             return self.live.open(name, payload_type, lambda: EncoderSource(
-                self.reactor, args, payload_type=payload_type, executable=encoder),
+                self.reactor, args, payload_type=payload_type, executable=encoder, bitrate=bitrate),
                 rtp_input=payload_type != RTP_MP2T)
         return self.files.open(path, offset, payload_type)
 
