@@ -731,6 +731,8 @@ class CCCPFactory(protocol.ServerFactory):
         self.logins = LoginGuard(window=login_window, per_account=lockout_failures,
                                  per_address=5 * lockout_failures, lockout=lockout, base_delay=login_delay)
         self.connections: set[CCCPServerProtocol] = set()
+        #: The multicast groups and ports a RETR is sending to now (one stream each).
+        self.multicast_sending: set[tuple[str, int]] = set()
         self._per_address: dict[str, int] = {}
         self._unauthenticated: dict[str, int] = {}
 

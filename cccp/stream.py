@@ -73,6 +73,8 @@ class UDPEndpoint(protocol.DatagramProtocol):
         self.received = 0
         self.sent = 0
         self.port: Any = None
+        #: Called once when the endpoint closes.
+        self.on_close: Callable[[], None] | None = None
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.allowed_host is not None and addr[0] != self.allowed_host:
@@ -96,6 +98,9 @@ class UDPEndpoint(protocol.DatagramProtocol):
         if self.port is not None:
             self.port.stopListening()
             self.port = None
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
 
 def listen_udp(reactor: Any, interface: str, allowed_host: str | None = None,
@@ -143,6 +148,8 @@ class RTCPSession(protocol.DatagramProtocol):
     (``a=rtcp-mux``, RFC 5761: RTCP is told from RTP by its payload type, 200-204)."""
 
     INTERVAL = 2.0
+    #: Receivers whose last report is kept (the ones heard from most recently).
+    MAX_REPORTERS = 4
     log = Logger()
 
     def __init__(self, reactor: Any, sender: MediaSender, cname: str) -> None:
@@ -211,7 +218,10 @@ class RTCPSession(protocol.DatagramProtocol):
         ssrc = self.sender.rtp_clock()[0]
         for block in rtcp.report_blocks(data):
             if block.ssrc == ssrc:
+                self.reports.pop(block.reporter, None)
                 self.reports[block.reporter] = block
+                while len(self.reports) > self.MAX_REPORTERS:     # (SSRCs come from the peer)
+                    del self.reports[next(iter(self.reports))]
 
     def summary(self) -> str:
         """What the receivers said last, for STAT."""

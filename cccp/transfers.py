@@ -100,6 +100,7 @@ class Transfer:
     aborted: bool = False
     failure: Failure | None = None  # why the source failed, if it did
     finished: defer.Deferred[Any] | None = None   # a UDP recording: fires when ABOR ends it
+    counted: bool = False           # in the metrics already
 
     @property
     def transferred(self) -> int:
@@ -230,8 +231,18 @@ class Transfers:
             self._active = None
             if is_multicast(host):
                 if sending:
-                    return defer.succeed(multicast_sender(
-                        reactor, host, port, ttl=factory.multicast_ttl, interface=factory.multicast_interface))
+                    # One stream per group and port: a second one would interleave with it
+                    # (the same live source's twice: the same SSRC and sequence numbers).
+                    busy = factory.multicast_sending
+                    if (host, port) in busy:
+                        return defer.fail(RemoteProtocolError(
+                            f"Can't open data connection: another transfer is sending to {host} port {port}; "
+                            "its receivers get that one", 425))
+                    ep = multicast_sender(reactor, host, port, ttl=factory.multicast_ttl,
+                                          interface=factory.multicast_interface)
+                    busy.add((host, port))
+                    ep.on_close = lambda: busy.discard((host, port))
+                    return defer.succeed(ep)
                 return defer.succeed(multicast_receiver(reactor, host, port, factory.multicast_interface or "0.0.0.0"))
             if not sending:
                 return defer.fail(ParameterNotImplemented(
@@ -482,9 +493,7 @@ class Transfers:
         if self.current is t:
             self.current = None
             self._publish(t, result, ended=True)
-            metrics = getattr(self._factory, "metrics", None)
-            if metrics is not None:
-                metrics.transfer_ended(t.verb, t.transferred, result)
+            self._count(t, result)
         self.control.transferEnded()
         return result
 
@@ -509,11 +518,19 @@ class Transfers:
         self.control.reply(426, f"Connection closed; {t.verb} {t.path} aborted after {t.transferred} bytes")
         return 226, "ABOR command successful"
 
+    def _count(self, t: Transfer, result: Reply | None) -> None:
+        """Count an ended transfer once (metrics): *result* None for an aborted one."""
+        metrics = getattr(self._factory, "metrics", None)
+        if metrics is not None and not t.counted:
+            t.counted = True
+            metrics.transfer_ended(t.verb, t.transferred, result)
+
     def _abort(self) -> None:
         t = self.current
         if t is None:
             return
         t.aborted = True
+        self._count(t, None)
         if t.sender is not None:
             t.sender.stop()
         elif t.pump is not None:

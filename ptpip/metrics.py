@@ -110,26 +110,50 @@ class PTPIPMetrics(Metrics):
 
     def transaction(self, camera: str, operation: int, response: int, data_bytes: int = 0,
                     data_in: bool = True) -> None:
-        from .wire.constants import code_name
-        self.transactions.labels(camera, code_name(operation), code_name(response)).inc()
+        self.transactions.labels(camera, operation_name(operation), response_name(response)).inc()
         if data_bytes:
             self.data_bytes.labels(camera, "in" if data_in else "out").inc(data_bytes)
 
     def _now(self) -> Samples:
-        sessions = self.gauge("sessions", "PTP-IP sessions now.", ["camera"])
-        pending = self.gauge("pending_connections", "Connections not yet in a session.", ["camera"])
-        dropped = self.gauge("events_dropped", "Events dropped because an initiator did not read its "
-                             "event channel, in the sessions now.", ["camera"])
+        # by camera name: a Fuji camera's two factories, or two cameras of one name, add up
+        counts: dict[str, list[int]] = {}
         for f in self.factories:
-            name = f.friendly_name
+            c = counts.setdefault(f.friendly_name, [0, 0, 0])
             if hasattr(f, "sessions"):
-                sessions.add_metric([name], len(f.sessions))
-                pending.add_metric([name], len(f._pending))
-                dropped.add_metric([name], sum(s.dropped_events for s in f.sessions))
+                c[0] += len(f.sessions)
+                c[1] += len(f._pending)
+                c[2] += sum(s.dropped_events for s in f.sessions)
             else:                               # Fuji: command connections, with or without a session
-                live = [c for c in f.commands if c.session is not None]
-                sessions.add_metric([name], len(live))
-                pending.add_metric([name], len(f.commands) - len(live))
-        yield sessions
-        yield pending
-        yield dropped
+                live = sum(1 for cmd in f.commands if cmd.session is not None)
+                c[0] += live
+                c[1] += len(f.commands) - live
+        for i, (name, doc) in enumerate((
+                ("sessions", "PTP-IP sessions now."),
+                ("pending_connections", "Connections not yet in a session."),
+                ("events_dropped", "Events dropped because an initiator did not read its event channel, "
+                                   "in the sessions now."))):
+            g = self.gauge(name, doc, ["camera"])
+            for camera, c in counts.items():
+                g.add_metric([camera], c[i])
+            yield g
+
+
+def operation_name(code: int) -> str:
+    """A label for an operation code: its name where PTP or a vendor we know names it, else
+    ``other`` (the codes an initiator sends are not to make series without end)."""
+    from .wire.constants import OperationCode
+    from .wire.vendor import CanonOp, NikonOp
+    for kind in (OperationCode, CanonOp, NikonOp):
+        try:
+            return kind(code).name
+        except ValueError:
+            continue
+    return "other"
+
+
+def response_name(code: int) -> str:
+    from .wire.constants import ResponseCode
+    try:
+        return ResponseCode(code).name
+    except ValueError:
+        return f"0x{code:04X}"                 # ours: the device chose it

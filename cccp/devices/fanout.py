@@ -30,29 +30,43 @@ CLOSE_AFTER = 10.0
 
 @implementer(IMediaSource)
 class TeeViewer:
-    """One viewer of a :class:`LiveTee`: what its data connection is sent."""
+    """One viewer of a live source: what its data connection is sent. It joins the
+    source's :class:`LiveTee` (the running one, or a new one) when its data connection is
+    there (:meth:`startProducing`), not before: a RETR whose data connection never comes
+    starts nothing."""
 
     live = True
     length = None
 
-    def __init__(self, tee: LiveTee) -> None:
-        self.tee = tee
-        self.rtp_input = tee.rtp_input
-        self.gate: TSGate | RTPGate = RTPGate() if tee.rtp_input else TSGate(tee.model)
+    def __init__(self, sources: LiveSources, key: tuple[str, int], make_source: Callable[[], Any],
+                 rtp_input: bool) -> None:
+        self.sources = sources
+        self.key = key
+        self.make_source = make_source
+        self.rtp_input = rtp_input
+        self.tee: LiveTee | None = None
+        #: Set when it joins: :class:`~cccp.wire.fanout.TSGate` or :class:`~cccp.wire.fanout.RTPGate`.
+        self.gate: TSGate | RTPGate | None = None
         self.consumer: IConsumer | None = None
         self.sent = 0
+        self._behind = False
         self._counted = False
         self._done: defer.Deferred[None] = defer.Deferred()
 
     @property
     def dropped(self) -> int:
         """TS packets (or RTP packets) this viewer missed because it could not keep up."""
-        return self.gate.dropped
+        return self.gate.dropped if self.gate is not None else 0
 
     def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        if self._done.called:                       # stopped before it started
+            return self._done
         self.consumer = consumer
         consumer.registerProducer(self, True)
-        self.tee.join(self)
+        tee = self.tee = self.sources.tee(self.key, self.make_source, self.rtp_input)
+        self.gate = RTPGate() if self.rtp_input else TSGate(tee.model)
+        self.gate.behind = self._behind
+        tee.join(self)
         return self._done
 
     def runs(self, runs: list[Run]) -> None:
@@ -76,7 +90,7 @@ class TeeViewer:
     def ended(self, failure: Failure | None) -> None:
         """The source ended (or failed): so does this viewer's stream."""
         consumer, self.consumer = self.consumer, None
-        if not self._counted:
+        if not self._counted and self.tee is not None and self.gate is not None:
             self._counted = True
             self.tee.missed += self.gate.dropped
             if self.tee.on_missed is not None and self.gate.dropped:
@@ -91,13 +105,18 @@ class TeeViewer:
 
     # -- IPushProducer: the viewer's data connection ---------------------------------
     def pauseProducing(self) -> None:
-        self.gate.behind = True
+        self._behind = True
+        if self.gate is not None:
+            self.gate.behind = True
 
     def resumeProducing(self) -> None:
-        self.gate.behind = False
+        self._behind = False
+        if self.gate is not None:
+            self.gate.behind = False
 
     def stopProducing(self) -> None:
-        self.tee.leave(self)
+        if self.tee is not None:
+            self.tee.leave(self)
         self.ended(None)
 
 
@@ -133,10 +152,8 @@ class LiveTee:
         self._closing: Any = None
         self.closed = False
 
-    def viewer(self) -> TeeViewer:
-        return TeeViewer(self)
-
     def join(self, viewer: TeeViewer) -> None:
+        assert not self.closed, "a closed tee takes no viewer (LiveSources.tee makes a new one)"
         if self._closing is not None and self._closing.active():
             self._closing.cancel()
         self._closing = None
@@ -220,15 +237,19 @@ class LiveSources:
 
     def open(self, name: str, payload_type: int, make_source: Callable[[], Any], *,
              rtp_input: bool) -> TeeViewer:
-        """A viewer of *name* as *payload_type*: of the running source, or of one started
-        with *make_source*."""
-        key = (name, payload_type)
+        """A viewer of *name* as *payload_type*: of the source running when its data
+        connection comes, or of one started then with *make_source*."""
+        return TeeViewer(self, (name, payload_type), make_source, rtp_input)
+
+    def tee(self, key: tuple[str, int], make_source: Callable[[], Any], rtp_input: bool) -> LiveTee:
+        """The running tee of *key*, or a new one (its source starts with its first viewer)."""
         tee = self.tees.get(key)
         if tee is None or tee.closed:
+            name, payload_type = key
             tee = self.tees[key] = LiveTee(self.reactor, name, make_source, rtp_input=rtp_input,
                                             close_after=self.close_after, on_closed=self._closed)
-            tee.on_missed = lambda n, key=f"{name}/{payload_type}": self._count_missed(key, n)
-        return tee.viewer()
+            tee.on_missed = lambda n, k=f"{name}/{payload_type}": self._count_missed(k, n)
+        return tee
 
     def _closed(self, tee: LiveTee) -> None:
         for key, t in list(self.tees.items()):
@@ -244,7 +265,7 @@ class LiveSources:
         out = dict(self._missed)
         for (name, pt), tee in self.tees.items():
             key = f"{name}/{pt}"
-            out[key] = out.get(key, 0) + sum(v.gate.dropped for v in tee.viewers)
+            out[key] = out.get(key, 0) + sum(v.dropped for v in tee.viewers)
         return out
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ class Run:
 
     data: bytes
     rap: bool = False
-    #: Each PID's continuity counter just before this run (random access runs only).
+    #: Each PID's continuity counter just before this run.
     counters: dict[int, int] = field(default_factory=dict)
     #: The PAT and PMT packets in force at this point (random access runs only).
     psi: tuple[bytes, ...] = ()
@@ -68,7 +68,7 @@ class TSTee:
         counters = self.counters
         runs: list[Run] = []
         start = 0
-        current: Run | None = None
+        current = Run(b"", False, dict(counters))
         view = memoryview(buf)
         for i in range(0, whole, TS_PACKET):
             b1 = buf[i + 1]
@@ -77,7 +77,7 @@ class TSTee:
                 if pid == 0 or pid == prog.pmt_pid:
                     prog.see(view[i:i + TS_PACKET])
                 elif pid == prog.video_pid and starts_picture(view[i:i + TS_PACKET], prog.video_type):
-                    runs.append(self._close(current, buf, start, i))
+                    runs.append(self._close(current, buf, start, i))     # (empty when i == start)
                     psi = tuple(p for p in (prog.pat_packet, prog.pmt_packet) if p is not None)
                     current = Run(b"", True, dict(counters), psi)
                     start = i
@@ -85,16 +85,12 @@ class TSTee:
             if pid != NULL_PID:
                 counters[pid] = buf[i + 3] & 0x0F
         self.packets += whole // TS_PACKET
-        if whole > start or current is not None:
-            runs.append(self._close(current, buf, start, whole))
+        runs.append(self._close(current, buf, start, whole))
         return [r for r in runs if r.data]
 
     @staticmethod
-    def _close(run: Run | None, buf: bytes, start: int, end: int) -> Run:
-        data = bytes(buf[start:end])
-        if run is None:
-            return Run(data)
-        run.data = data
+    def _close(run: Run, buf: bytes, start: int, end: int) -> Run:
+        run.data = bytes(buf[start:end])
         return run
 
 
@@ -150,7 +146,9 @@ class TSGate:
         if self.state in (ON, JOIN) and self.behind:
             self.sent_behind += len(run.data)
             if self.sent_behind > MAX_BEHIND:      # no random access point comes: cut now
-                self._last = self._sent_counters(self.tee.counters)
+                # (every PES in progress is cut short here: the price of a source whose
+                # GOPs never end)
+                self._last = self._sent_counters(run.counters)
                 self._start_gap()
         if self.state == WAIT:
             if not (run.rap and not self.behind):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,17 @@ LONG = looped(40)
 def stream(loops: int = 2) -> list[bytes]:
     data = LONG[:len(SAMPLE) * loops]
     return [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
+def check_counters(out: bytes) -> None:
+    seen: dict[int, int] = {}
+    for i in range(0, len(out), TS_PACKET):
+        p = out[i:i + TS_PACKET]
+        pid = ts_pid(p)
+        if pid in seen:
+            step = 1 if has_payload(p) else 0
+            assert p[3] & 0x0F == (seen[pid] + step) & 0x0F, f"continuity of PID {pid:#x} broken at packet {i // 188}"
+        seen[pid] = p[3] & 0x0F
 
 
 def check_valid(out: bytes) -> dict[str, Any]:
@@ -131,20 +143,34 @@ def test_any_pattern_of_falling_behind_leaves_a_valid_stream(pattern, chunk_pack
         check_valid(bytes(out))
 
 
-def test_a_viewer_behind_through_a_very_long_gop_is_cut_at_the_cap():
+@pytest.mark.parametrize("per_feed", [1, 10, 100])
+def test_a_viewer_behind_through_a_very_long_gop_is_cut_at_the_cap(per_feed):
+    """No random access point comes while it is behind (a source whose GOP never ends): it
+    is cut once MAX_BEHIND went out, and what it gets after it catches up runs on."""
     tee = TSTee()
     gate = TSGate(tee)
     chunks = stream(40)
+    out = bytearray()
     for r in tee.feed(chunks[0]):
-        gate.feed(r)
+        out += gate.feed(r)
     gate.behind = True
     sent = 0
-    for c in chunks[1:]:
-        # no random access point at all any more: a source whose GOP never ends
-        for r in tee.feed(c):
+    rest = chunks[1:]
+    cut_at = (MAX_BEHIND + 40 * CHUNK) // CHUNK
+    for n in range(0, cut_at, per_feed):
+        for r in tee.feed(b"".join(rest[n:n + per_feed])):
             r.rap = False
-            sent += len(gate.feed(r))
-    assert sent <= MAX_BEHIND + CHUNK and gate.dropped > 0
+            got = gate.feed(r)
+            sent += len(got)
+            out += got
+    assert sent <= MAX_BEHIND + per_feed * CHUNK and gate.dropped > 0 and gate.gaps == 1
+    gate.behind = False
+    for n in range(cut_at, len(rest), per_feed):
+        for r in tee.feed(b"".join(rest[n:n + per_feed])):
+            out += gate.feed(r)
+    assert gate.state == "on"
+    # counters run on across the cut (the PES it cut short are the price of the cap)
+    check_counters(bytes(out))
 
 
 # -- RTP made by the encoder ----------------------------------------------------------------
@@ -174,3 +200,90 @@ def test_rtp_viewer_starts_and_stops_at_frame_starts():
     assert gate.feed(middle) == b""
     assert gate.feed(start) == start
     assert gate.dropped == 3 and gate.gaps == 1
+
+
+# -- the glue: one source for every viewer, on a fake clock ---------------------------------
+
+class FakeSource:
+    """A live source that counts its starts and stops."""
+
+    started = 0
+    stopped = 0
+
+    def __init__(self) -> None:
+        from twisted.internet import defer
+        self.done = defer.Deferred()
+        self.consumer: Any = None
+
+    def startProducing(self, consumer: Any) -> Any:
+        FakeSource.started += 1
+        self.consumer = consumer
+        return self.done
+
+    def stopProducing(self) -> None:
+        FakeSource.stopped += 1
+        if not self.done.called:
+            self.done.callback(None)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data = b""
+        self.producer: Any = None
+
+    def registerProducer(self, p: Any, streaming: bool) -> None:
+        self.producer = p
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def test_a_source_runs_once_for_its_viewers_and_stops_after_the_delay():
+    from twisted.internet import task
+
+    from cccp.devices.fanout import LiveSources
+    FakeSource.started = FakeSource.stopped = 0
+    clock = task.Clock()
+    live = LiveSources(clock, close_after=5.0)
+    a, b = (live.open("testpattern", 33, FakeSource, rtp_input=False) for _ in range(2))
+    assert live.tees == {} and FakeSource.started == 0     # nothing starts before a data connection
+    a.startProducing(Sink())
+    b.startProducing(Sink())
+    assert FakeSource.started == 1 and len(live.tees) == 1
+    a.stopProducing()
+    b.stopProducing()
+    clock.advance(4.9)
+    assert FakeSource.stopped == 0                          # within the delay
+    c = live.open("testpattern", 33, FakeSource, rtp_input=False)
+    clock.advance(1.0)                                      # the delay ends before c's data connection
+    assert FakeSource.stopped == 1 and live.tees == {}
+    sink = Sink()
+    c.startProducing(sink)                                  # a new source, known to LiveSources
+    assert FakeSource.started == 2 and len(live.tees) == 1
+    c.stopProducing()
+    clock.advance(5.0)
+    assert FakeSource.stopped == 2 and live.tees == {}
+    live.close()
+
+
+def test_a_source_that_fails_ends_its_viewers_with_the_failure_and_is_not_kept():
+    from twisted.internet import task
+
+    from cccp.devices.fanout import LiveSources
+    clock = task.Clock()
+    live = LiveSources(clock, close_after=5.0)
+    made: list[FakeSource] = []
+
+    def make() -> FakeSource:
+        made.append(FakeSource())
+        return made[-1]
+    v = live.open("v4l2", 33, make, rtp_input=False)
+    d = v.startProducing(Sink())
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    made[0].done.errback(RuntimeError("the camera is gone"))
+    assert failures and "the camera is gone" in str(failures[0].value)
+    assert live.tees == {}

@@ -425,6 +425,32 @@ async def test_multicast_stream_to_a_group(reactor, media):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_multicast_group_and_port_carries_one_stream(reactor, media):
+    """A second RETR to a group and port another transfer is sending to is refused (425):
+    its members already get that stream, and two would interleave. Once the first ends,
+    the group is free again."""
+    group, port = "239.255.42.44", free_port("udp")
+    first = await connect(reactor, "127.0.0.1", media.port)
+    await first.type("I M")
+    await first.mode("P 7")
+    transfer = first.streamTo("/live/testpattern", group, port)
+    await sleep(reactor, 0.5)
+    second = await connect(reactor, "127.0.0.1", media.port)
+    await second.type("I M")
+    await second.mode("P 7")
+    with pytest.raises(CommandFailed) as e:
+        await second.streamTo("/live/testpattern", group, port)
+    assert e.value.code == 425 and "another transfer is sending to" in str(e.value)
+    await first.abort()
+    with pytest.raises(CommandFailed):
+        await transfer
+    again = second.streamTo("/sample.ts", group, port)
+    assert (await again).code == 226
+    await first.quit()
+    await second.quit()
+
+
+@pytest_twisted.ensureDeferred
 async def test_client_receives_from_a_multicast_group(reactor, media):
     c = await connect(reactor, "127.0.0.1", media.port)
     await c.type("I R 33")
