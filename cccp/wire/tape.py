@@ -236,11 +236,16 @@ class TrickPlayer:
         if self._pending:
             out, self._pending = self._pending, b""
             return out
-        m = motion(self.time)
-        out = self._normal(m) if m.normal else self._still_frame(m)
-        if self._pending:
-            out, self._pending = self._pending + out, b""
-        return out
+        for _ in range(64):
+            m = motion(self.time)
+            out = self._normal(m) if m.normal else self._still_frame(m)
+            if self._pending:
+                out, self._pending = self._pending + out, b""
+            if out:
+                return out
+            # Nothing whole yet (a stretch that ended in the middle of a PES the splicer
+            # holds, the clock packet behind it): the next step gets further.
+        raise AssertionError("the trick player made nothing in 64 steps")
 
     def resume(self, offset: int, window: int = 4 << 20) -> None:
         """Go on from the base clip sent exactly as it is up to byte *offset* (a stored clip
@@ -337,8 +342,11 @@ class TrickPlayer:
             out = self.splicer.feed(self._restamp(clip, data))
             if out or self._cursor >= place.end:
                 break
-        # (nothing whole yet: the clock runs on, never past what the programme will carry)
-        return out or self._pending or self._keep_alive(clip)
+        # (nothing whole yet: the clock runs on, never past what the programme will carry;
+        # what is pending goes out in front of it, in produce)
+        if out or self._pending:
+            return out
+        return self._keep_alive(clip)
 
     def _splice(self, complete: bool = False) -> None:
         self.splicer.splice(complete)          # (the first time too: the PAT and PMT go out first)

@@ -240,3 +240,12 @@ def test_a_file_whose_timestamps_jump_is_not_taken_for_one_clip(bclip):
     half = len(bclip) // 2 // TS_PACKET * TS_PACKET
     with pytest.raises(TSError, match="timestamps jump"):
         clip_of(bclip[half:] + bclip[:half])              # the second half, then the first
+
+
+def test_playing_on_at_the_end_of_a_looped_tape_keeps_sending(bclip):
+    """Found by Hypothesis in CI: wound to the very end of a looped tape at 30x, PLAY 1
+    there ended a stretch in the middle of a PES, and the player had nothing to send."""
+    tape = Tape(clip_of(bclip), 60)
+    player = TrickPlayer(tape)
+    out = play(tape, [(1.0, "PLAY", 30), (1.0, "PLAY", 30), (1.0, "PLAY", 1)], player)
+    check_timeline(out)
