@@ -16,7 +16,6 @@ GetThumb asks for it. An image that cannot be decoded gets a placeholder.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import secrets
 import shutil
@@ -47,6 +46,7 @@ from .images import (
     IMAGE_FORMATS,
     MAX_THUMB_PIXELS,
     exif_thumbnail,
+    header_size,
     image_size,
     make_thumbnail,
     placeholder_thumbnail,
@@ -394,7 +394,8 @@ class FilesystemStore:
             width = height = depth = 0
             thumb_format = thumb_size = thumb_w = thumb_h = 0
             if fmt in IMAGE_FORMATS:
-                width, height, depth = image_size(path)
+                # from the header read already (Pillow only for the formats it does not cover)
+                width, height, depth = header_size(head) or image_size(path)
                 thumb_format = ObjectFormat.JFIF
                 thumb = self._known_thumb(e, head)
                 if thumb is not None:
@@ -434,12 +435,10 @@ class FilesystemStore:
         exif = exif_thumbnail(head) if len(head) >= 4 else None
         if exif is None:
             return None
-        try:
-            from PIL import Image
-            with Image.open(io.BytesIO(exif)) as im:
-                e.thumb, e.thumb_key = (exif, im.width, im.height), key
-        except Exception:
-            return None
+        size = header_size(exif)
+        if size is None:
+            return None                          # not a JPEG a viewer could show either
+        e.thumb, e.thumb_key = (exif, size[0], size[1]), key
         return e.thumb
 
     def _made(self, thumb: tuple[bytes, int, int] | None, e: _Entry, key: tuple[float, int]) -> bytes:

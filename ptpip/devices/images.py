@@ -15,6 +15,7 @@ __all__ = [
     "MAX_THUMB_PIXELS_JPEG",
     "THUMB_SIZE",
     "exif_thumbnail",
+    "header_size",
     "image_size",
     "make_thumbnail",
     "placeholder_thumbnail",
@@ -100,6 +101,47 @@ def _thumb_from_tiff(tiff: bytes) -> bytes | None:
         if offset and length and offset + length <= len(tiff):
             thumb = tiff[offset:offset + length]
             return thumb if thumb.startswith(b"\xff\xd8") else None
+    except struct.error:
+        return None
+    return None
+
+
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless...; not DHT, JPG, DAC).
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def header_size(head: bytes) -> tuple[int, int, int] | None:
+    """(width, height, bit depth) from the first bytes of a JPEG, PNG or GIF, without
+    Pillow (what a listing of a large card costs per picture); None when the header is
+    not in *head* or the format is another."""
+    try:
+        if head.startswith(b"\xff\xd8"):
+            pos = 2
+            while pos + 4 <= len(head):
+                if head[pos] != 0xFF:
+                    return None
+                marker = head[pos + 1]
+                if marker == 0xFF:                     # fill byte
+                    pos += 1
+                    continue
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                    pos += 2
+                    continue
+                seglen = struct.unpack_from(">H", head, pos + 2)[0]
+                if marker in _SOF:
+                    bits, height, width, comps = struct.unpack_from(">BHHB", head, pos + 4)
+                    return (width, height, bits * comps) if width and height else None
+                if marker in (0xDA, 0xD9) or seglen < 2:
+                    return None
+                pos += 2 + seglen
+            return None
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            width, height, bits, colour = struct.unpack_from(">IIBB", head, 16)
+            channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 3)
+            return width, height, bits * channels
+        if head[:6] in (b"GIF87a", b"GIF89a"):
+            width, height = struct.unpack_from("<HH", head, 6)
+            return width, height, 8
     except struct.error:
         return None
     return None

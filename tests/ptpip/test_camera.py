@@ -471,3 +471,24 @@ def test_exif_thumbnail_is_found():
     jpeg = b"\xff\xd8" + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + b"\xff\xda"
     assert exif_thumbnail(jpeg) == thumb
     assert exif_thumbnail(b"\xff\xd8\xff\xda") is None
+
+
+@pytest.mark.parametrize("fmt,mode,options,depth", [
+    ("JPEG", "RGB", {}, 24), ("JPEG", "L", {}, 8), ("JPEG", "RGB", {"progressive": True}, 24),
+    ("JPEG", "CMYK", {}, 32), ("PNG", "RGB", {}, 24), ("PNG", "RGBA", {}, 32), ("PNG", "L", {}, 8),
+    ("GIF", "P", {}, 8)])
+def test_picture_sizes_come_from_the_header_as_pillow_reads_them(fmt, mode, options, depth):
+    """ObjectInfo's pixel sizes are read from the first bytes, without Pillow (a listing
+    of a large card costs no image decoding), and agree with Pillow."""
+    from PIL import Image
+
+    from ptpip.devices.images import header_size
+    out = io.BytesIO()
+    Image.new("RGB", (321, 123), (10, 200, 30)).convert(mode).save(out, fmt, **options)
+    data = out.getvalue()
+    assert header_size(data[:1 << 16]) == (321, 123, depth)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (321, 123)
+    assert header_size(data[:8]) is None                  # the header is not all there
+    assert header_size(b"\xff\xd8\xff\xda" + b"\0" * 40) is None
+    assert header_size(b"not a picture") is None
